@@ -1,0 +1,39 @@
+# One command sets up and runs each thing a user or CI needs; `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install test lint format chat train-default bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv with torch==2.13.0 (CPU) and the project + dev tools
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: install ## run the test suite (SQLite + PostgreSQL, fake Telegram API, tiny models)
+	$(BIN)/pytest -q
+
+lint: install ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+train-default: install ## retrain models/default on chitchat-dataset (about 60 min on 2 CPU cores)
+	$(BIN)/chatbot train --data chitchat --out models/default --time-budget 60 --fp16-weights
+
+bench: install ## measure speed targets; prints ratios, writes bench/results/*.json
+	$(BIN)/python -m bench
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The application: dialogue service, front ends (console, Telegram), retraining, and the CLI."""

@@ -1,0 +1,166 @@
+"""One settings object: env vars `CHATBOT_*` (nested with `__`), an optional `.env`, then defaults.
+
+Only entry points call `load_settings()`; everything below receives the object (or a section of it)
+as an argument, so tests can build settings by hand and nothing deep inside reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class TextSettings(BaseModel):
+    """How raw text becomes tokens; stored in every checkpoint so replies are processed alike."""
+
+    spacy_model: str | None = None  # None -> spacy.blank("en"); a name must be installed already
+    lowercase: bool = True
+    mask_emails: bool = True
+    mask_urls: bool = True
+    mask_numbers: bool = True
+
+
+class ModelSettings(BaseModel):
+    """Sizes of the encoder-decoder; saved as the checkpoint's `config.json`."""
+
+    cell: Literal["gru", "lstm"] = "gru"
+    embedding_dim: int = Field(256, ge=1)
+    hidden_size: int = Field(256, ge=1)
+    num_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    attention: Literal["dot", "general", "concat"] = "general"
+    tie_embeddings: bool = True
+
+
+class TrainingSettings(BaseModel):
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    max_epochs: int = Field(20, ge=1)
+    max_steps: int | None = None
+    time_budget_minutes: float | None = None
+    clip_grad_norm: float = 5.0
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    lr_decay_factor: float = 0.5
+    lr_decay_patience: int = 0  # epochs without improvement before the LR is cut
+    early_stopping_patience: int = 3
+    seed: int = 1234
+    bf16: bool = False  # autocast matmuls to bfloat16 (measured: see README)
+    min_count: int = Field(2, ge=1)
+    max_vocab: int = Field(8000, ge=10)
+    max_length: int = Field(20, ge=2)  # tokens per context / reply; longer pairs are dropped
+    context_turns: int = Field(1, ge=1)  # 1 = previous turn only; k = last k turns joined by <sep>
+    valid_fraction: float = 0.05
+    test_fraction: float = 0.05
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+
+class DecodingSettings(BaseModel):
+    strategy: Literal["greedy", "beam", "sample"] = "greedy"
+    beam_size: int = Field(5, ge=1)
+    length_penalty: float = 0.6  # GNMT alpha; 0 disables
+    no_repeat_ngram: int = Field(3, ge=0)  # 0 disables
+    min_length: int = Field(1, ge=0)
+    max_length: int = Field(20, ge=1)
+    temperature: float = Field(0.8, gt=0)
+    top_k: int = Field(0, ge=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    mmi_weight: float = 0.5  # weight of log p(context | reply) when a reverse model is given
+    mmi_reverse_dir: Path | None = None
+    quantize_int8: bool = False
+    device: str = "cpu"
+
+
+class StorageSettings(BaseModel):
+    pool_size: int = 10
+    max_overflow: int = 20
+    pool_timeout: float = 30.0
+    sqlite_busy_timeout_ms: int = 30000
+    retention_days: int | None = None  # None keeps messages forever
+    auto_upgrade: bool = False
+
+
+class TelegramSettings(BaseModel):
+    token: SecretStr | None = None
+    base_url: str = "https://api.telegram.org/bot"
+    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    rate_limit_messages: int = 20  # per user ...
+    rate_limit_seconds: float = 60.0  # ... in this many seconds
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        """Accept `CHATBOT_ADMIN_IDS=1,2,3` as well as a JSON list."""
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(";", ",").split(",") if part.strip()]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+
+class DialogueSettings(BaseModel):
+    context_turns: int = Field(1, ge=1)
+    max_input_chars: int = Field(4096, ge=1)
+    batch_window_ms: float = Field(5.0, ge=0)
+    max_batch_size: int = Field(32, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CHATBOT_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    data_dir: Path = REPO_ROOT / "data"
+    model_dir: Path = REPO_ROOT / "models" / "default"
+    database_url: str | None = None
+    log_level: str = "INFO"
+
+    text: TextSettings = Field(default_factory=TextSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    decoding: DecodingSettings = Field(default_factory=DecodingSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    dialogue: DialogueSettings = Field(default_factory=DialogueSettings)
+
+    # Flat aliases the issues name: CHATBOT_TELEGRAM_TOKEN, CHATBOT_ADMIN_IDS, ...
+    telegram_token: SecretStr | None = Field(default=None, exclude=True)
+    telegram_base_url: str | None = Field(default=None, exclude=True)
+    admin_ids: Annotated[list[int] | None, NoDecode] = Field(default=None, exclude=True)
+    db_auto_upgrade: bool | None = Field(default=None, exclude=True)
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_admin_ids(cls, value: object) -> object:
+        return TelegramSettings._split_ids(value)
+
+    @model_validator(mode="after")
+    def _apply_flat_aliases(self) -> Settings:
+        if self.telegram_token is not None:
+            self.telegram.token = self.telegram_token
+        if self.telegram_base_url:
+            self.telegram.base_url = self.telegram_base_url
+        if self.admin_ids is not None:
+            self.telegram.admin_ids = self.admin_ids
+        if self.db_auto_upgrade is not None:
+            self.storage.auto_upgrade = self.db_auto_upgrade
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured URL, or a SQLite file in the data directory."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'chatbot.db'}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment and `.env` once; keyword overrides win (used by the CLI and tests)."""
+    return Settings(**overrides)

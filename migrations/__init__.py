@@ -1,0 +1,1 @@
+"""Alembic migrations of the app database; `storage.schema` runs them (`chatbot db ...`)."""

@@ -1,0 +1,276 @@
+"""The schema as SQLAlchemy 2 typed ORM models; `migrations/versions` must build exactly this.
+
+Conventions that the rest of `storage` relies on:
+- every timestamp is a timezone-aware UTC `datetime` (`UtcDateTime`), on SQLite as well;
+- message ids grow with insertion, so "order of a chat" is `ORDER BY id` (index `chat_id, id`);
+- closed vocabularies (platform, chat kind, run status) are short strings with a CHECK, not
+  native enums, so migrations never have to create or alter a PostgreSQL enum type;
+- constraint and index names come from `NAMING_CONVENTION`, which SQLite batch migrations need
+  to find constraints again when they copy a table.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite autoincrements only an `INTEGER PRIMARY KEY` (the rowid alias); a BIGINT key stays NULL.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Platform(StrEnum):
+    TELEGRAM = "telegram"
+    CONSOLE = "console"
+
+
+class ChatKind(StrEnum):
+    PRIVATE = "private"
+    GROUP = "group"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out; SQLite keeps naive UTC text, PostgreSQL `timestamptz`.
+
+    Naive datetimes are refused when bound: a local time silently taken for UTC is the bug this
+    type exists to prevent.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware datetime (UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+class User(Base):
+    """A person on one platform; `opted_out` keeps their messages out of training exports."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("platform", "external_id"),
+        CheckConstraint("platform IN ('telegram', 'console')", name="platform"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    opted_out: Mapped[bool] = mapped_column(default=False)
+
+
+class Chat(Base):
+    """A conversation: a private chat with the bot, a group, or a console session."""
+
+    __tablename__ = "chats"
+    __table_args__ = (
+        UniqueConstraint("platform", "external_id"),
+        CheckConstraint("platform IN ('telegram', 'console')", name="platform"),
+        CheckConstraint("kind IN ('private', 'group')", name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Message(Base):
+    """One turn of a chat: from a user (`user_id`) or from the bot (`from_bot`, no user).
+
+    `external_id` is the platform's own message id (Telegram's `message_id`, unique per chat), so
+    a callback or a "reply to" can be mapped back to our row. Bot messages record the name of the
+    model version that produced them (a name, not a key: a reply made by an unregistered
+    checkpoint directory is still recorded) and the generation latency.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_chat_id_id", "chat_id", "id"),
+        UniqueConstraint("chat_id", "external_id"),
+        CheckConstraint("(user_id IS NULL) = from_bot", name="sender"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    from_bot: Mapped[bool] = mapped_column(default=False)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    reply_to_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL"), index=True
+    )
+    external_id: Mapped[str | None] = mapped_column(String(64))
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    latency_ms: Mapped[float | None]
+
+
+class Feedback(Base):
+    """👍 (+1) or 👎 (-1) on a bot message; one per user and message, a second press changes it."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        UniqueConstraint("message_id", "user_id"),
+        CheckConstraint("value IN (-1, 1)", name="value"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    value: Mapped[int] = mapped_column(SmallInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TaughtPair(Base):
+    """A reply someone taught the bot explicitly ("when I say X, answer Y")."""
+
+    __tablename__ = "taught_pairs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    context: Mapped[str] = mapped_column(Text)
+    reply: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    chat_id: Mapped[int | None] = mapped_column(
+        ForeignKey("chats.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    """A registered checkpoint; at most one row has `is_active` (a partial unique index)."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    checkpoint_path: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    metrics: Mapped[dict[str, Any] | None]
+    is_active: Mapped[bool] = mapped_column(default=False)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL")
+    )
+
+
+Index(
+    "uq_model_versions_one_active",
+    ModelVersion.is_active,
+    unique=True,
+    sqlite_where=text("is_active"),
+    postgresql_where=text("is_active"),
+)
+
+
+class ModelActivation(Base):
+    """The activation history, used as an undo stack: rollback pops the newest entry."""
+
+    __tablename__ = "model_activations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
+    )
+    activated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rolled_back: Mapped[bool] = mapped_column(default=False)
+
+
+class TrainingRun(Base):
+    """One retraining attempt; at most one is `running` (a partial unique index).
+
+    `last_message_id` / `last_taught_pair_id` are the export watermarks: the next run exports
+    what came after those of the last successful run.
+    """
+
+    __tablename__ = "training_runs"
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'succeeded', 'failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str | None] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    new_pairs: Mapped[int | None]
+    total_pairs: Mapped[int | None]
+    metrics: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    model_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL"), index=True
+    )
+    last_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_taught_pair_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+Index(
+    "uq_training_runs_one_running",
+    TrainingRun.status,
+    unique=True,
+    sqlite_where=text("status = 'running'"),
+    postgresql_where=text("status = 'running'"),
+)

@@ -1,0 +1,176 @@
+"""Training runs: a record of each retraining attempt, and the lock that allows one at a time.
+
+The lock is the data itself: a partial unique index admits one row with status `running`, and
+`start_run` inserts with ON CONFLICT DO NOTHING, so of two schedulers (or a scheduler and an
+admin) starting at once exactly one gets a run and the other a `TrainingRunInProgressError`.
+A process that dies mid-run leaves its row `running`; `fail_stale_runs` (or `start_run(...,
+stale_after=...)`) marks such rows failed so the lock cannot stay stuck forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from storage.dialects import upsert_insert
+from storage.errors import NotFoundError, TrainingRunInProgressError
+from storage.models import RunStatus, TrainingRun, utcnow
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: int
+    status: str
+    trigger: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    new_pairs: int | None
+    total_pairs: int | None
+    metrics: dict[str, Any] | None
+    error: str | None
+    model_version_id: int | None
+    last_message_id: int | None
+    last_taught_pair_id: int | None
+
+
+_COLUMNS = (
+    TrainingRun.id,
+    TrainingRun.status,
+    TrainingRun.trigger,
+    TrainingRun.started_at,
+    TrainingRun.finished_at,
+    TrainingRun.new_pairs,
+    TrainingRun.total_pairs,
+    TrainingRun.metrics,
+    TrainingRun.error,
+    TrainingRun.model_version_id,
+    TrainingRun.last_message_id,
+    TrainingRun.last_taught_pair_id,
+)
+_IS_RUNNING = TrainingRun.status == RunStatus.RUNNING.value
+
+
+def start_run(
+    session: Session, *, trigger: str | None = None, stale_after: timedelta | None = None
+) -> RunInfo:
+    """Record a new running run, or raise `TrainingRunInProgressError` if one is running.
+
+    With `stale_after`, a run that has been running longer than that is first marked failed.
+    """
+    if stale_after is not None:
+        fail_stale_runs(session, stale_after)
+    inserted = session.execute(
+        upsert_insert(session, TrainingRun)
+        .values(status=RunStatus.RUNNING.value, trigger=trigger, started_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["status"], index_where=_IS_RUNNING)
+        .returning(TrainingRun.id)
+    ).scalar()
+    if inserted is None:
+        running = running_run(session)
+        since = f" since {running.started_at:%Y-%m-%d %H:%M:%S} UTC" if running else ""
+        number = f" {running.id}" if running else ""
+        raise TrainingRunInProgressError(f"training run{number} is already running{since}")
+    return get_run(session, inserted)
+
+
+def finish_run(
+    session: Session,
+    run_id: int,
+    *,
+    new_pairs: int | None = None,
+    total_pairs: int | None = None,
+    metrics: dict[str, Any] | None = None,
+    model_version_id: int | None = None,
+    last_message_id: int | None = None,
+    last_taught_pair_id: int | None = None,
+) -> RunInfo:
+    """Mark a running run succeeded, with its counts, metrics and export watermarks."""
+    _finish(
+        session,
+        run_id,
+        status=RunStatus.SUCCEEDED.value,
+        new_pairs=new_pairs,
+        total_pairs=total_pairs,
+        metrics=metrics,
+        model_version_id=model_version_id,
+        last_message_id=last_message_id,
+        last_taught_pair_id=last_taught_pair_id,
+    )
+    return get_run(session, run_id)
+
+
+def fail_run(
+    session: Session, run_id: int, error: str, *, metrics: dict[str, Any] | None = None
+) -> RunInfo:
+    """Mark a running run failed with the error text (kept for the admin to read)."""
+    _finish(
+        session,
+        run_id,
+        status=RunStatus.FAILED.value,
+        # An error text is diagnostics, not user data: make it storable rather than refuse it.
+        error=error.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode("utf-8"),
+        metrics=metrics,
+    )
+    return get_run(session, run_id)
+
+
+def _finish(session: Session, run_id: int, **values: Any) -> None:
+    result = session.execute(
+        update(TrainingRun)
+        .where(TrainingRun.id == run_id, _IS_RUNNING)
+        .values(finished_at=utcnow(), **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 0:
+        raise NotFoundError(f"no running training run with id {run_id}")
+
+
+def fail_stale_runs(session: Session, older_than: timedelta, *, now: datetime | None = None) -> int:
+    """Mark runs running for longer than `older_than` failed (their process died); how many."""
+    now = now or utcnow()
+    result = session.execute(
+        update(TrainingRun)
+        .where(_IS_RUNNING, TrainingRun.started_at < now - older_than)
+        .values(
+            status=RunStatus.FAILED.value,
+            finished_at=now,
+            error=f"stale: still running after {older_than}; the process presumably died",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def get_run(session: Session, run_id: int) -> RunInfo:
+    row = session.execute(select(*_COLUMNS).where(TrainingRun.id == run_id)).first()
+    if row is None:
+        raise NotFoundError(f"no training run with id {run_id}")
+    return RunInfo(*row)
+
+
+def running_run(session: Session) -> RunInfo | None:
+    row = session.execute(select(*_COLUMNS).where(_IS_RUNNING)).first()
+    return None if row is None else RunInfo(*row)
+
+
+def last_successful_run(session: Session) -> RunInfo | None:
+    """The newest succeeded run: its watermarks are where the next export starts."""
+    row = session.execute(
+        select(*_COLUMNS)
+        .where(TrainingRun.status == RunStatus.SUCCEEDED.value)
+        .order_by(TrainingRun.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else RunInfo(*row)
+
+
+def list_runs(session: Session, *, limit: int | None = None) -> list[RunInfo]:
+    """Runs, newest first."""
+    query = select(*_COLUMNS).order_by(TrainingRun.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    return [RunInfo(*row) for row in session.execute(query)]

@@ -7,11 +7,10 @@ as an argument, so tests can build settings by hand and nothing deep inside read
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +32,7 @@ class ModelSettings(BaseModel):
     embedding_dim: int = Field(256, ge=1)
     hidden_size: int = Field(256, ge=1)
     num_layers: int = Field(2, ge=1)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
     attention: Literal["dot", "general", "concat"] = "general"
     tie_embeddings: bool = True
 

@@ -25,6 +25,28 @@ _PLACEHOLDER_TEXT = {EMAIL: "(e-mail)", URL: "(link)", NUMBER: "#"}
 _WHITESPACE = re.compile(r"\s+")
 _NO_SPACE_BEFORE = re.compile(r"^(?:[.,!?;:%)\]}]+|'(?:s|m|d|re|ve|ll)|n't|…|\.\.\.)$", re.I)
 _NO_SPACE_AFTER = {"(", "[", "{", "$", "#"}
+# spaCy splits "whats" / "doesnt" / "im" into ("what", "s"), ("does", "nt"), ("i", "m"): glue the
+# bare clitic back only after words it attaches to, so a lone "s" or "d" elsewhere stays a word.
+_BARE_CLITICS = {"s", "m", "re", "ve", "ll", "d"}
+_CLITIC_HOSTS = {
+    "i",
+    "you",
+    "we",
+    "they",
+    "he",
+    "she",
+    "it",
+    "that",
+    "what",
+    "where",
+    "who",
+    "there",
+    "here",
+    "how",
+    "let",
+    "when",
+    "why",
+}
 _SENTENCE_END = {".", "!", "?", "…", "..."}
 
 
@@ -45,6 +67,7 @@ def detokenize(tokens: Iterable[str]) -> str:
     out: list[str] = []
     capitalize_next = True
     glue_next = False
+    previous = ""
     for token in tokens:
         word = _PLACEHOLDER_TEXT.get(token, token)
         if word == "i":
@@ -54,10 +77,12 @@ def detokenize(tokens: Iterable[str]) -> str:
         if capitalize_next and word[:1].isalpha():
             word = word[0].upper() + word[1:]
             capitalize_next = False
-        if out and not glue_next and not _NO_SPACE_BEFORE.match(token):
+        clitic = token == "nt" or (token in _BARE_CLITICS and previous in _CLITIC_HOSTS)
+        if out and not glue_next and not clitic and not _NO_SPACE_BEFORE.match(token):
             out.append(" ")
         out.append(word)
         glue_next = token in _NO_SPACE_AFTER
+        previous = token
         if token in _SENTENCE_END:
             capitalize_next = True
     return "".join(out)
@@ -91,7 +116,7 @@ class TextProcessor:
         normalized = [normalize(t, self.settings.lowercase) for t in texts]
         with self._lock:
             return [
-                [self._token_text(tok) for tok in doc if not tok.is_space]
+                _merge_number_runs([self._token_text(tok) for tok in doc if not tok.is_space])
                 for doc in self._nlp.tokenizer.pipe(normalized, batch_size=batch_size)
             ]
 
@@ -102,13 +127,31 @@ class TextProcessor:
         if s.mask_urls and token.like_url:
             return URL
         # `like_num` alone would also mask words such as "one" or "ten": require a digit.
-        if s.mask_numbers and _has_digit(token.text) and (token.like_num or _looks_numeric(token.text)):
+        if (
+            s.mask_numbers
+            and _has_digit(token.text)
+            and (token.like_num or _looks_numeric(token.text))
+        ):
             return NUMBER
         return token.text
 
     def mask(self, text: str) -> str:
-        """Masked, normalised text as one string (used when exporting chat logs as training pairs)."""
+        """Masked, normalised text as one string (for chat logs exported as training pairs)."""
         return " ".join(self.tokenize(text))
+
+
+def _merge_number_runs(tokens: list[str]) -> list[str]:
+    """`<num> - <num> - <num>` (a phone number spaCy split at its hyphens) -> one `<num>`."""
+    out: list[str] = []
+    for token in tokens:
+        if token == NUMBER and len(out) >= 2 and out[-1] in _NUMBER_JOINERS and out[-2] == NUMBER:
+            out.pop()
+            continue
+        out.append(token)
+    return out
+
+
+_NUMBER_JOINERS = {"-", "/", ".", ":"}
 
 
 def _has_digit(text: str) -> bool:

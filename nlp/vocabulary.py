@@ -1,4 +1,4 @@
-"""Token <-> id mapping shared by encoder and decoder (a chat's replies and contexts share words)."""
+"""Token <-> id mapping, one for encoder and decoder: contexts and replies share their words."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from types import ModuleType
 from pydantic import ValidationError
 
 from bot.cli import db, model_commands
-from bot.cli.errors import CliError
+from bot.cli.errors import CliError, one_line
 from config import load_settings
 from nlp.errors import NlpError
 from storage.errors import StorageError
@@ -49,9 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chatbot {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        print(f"chatbot: invalid setting {where}: {first['msg']}", file=sys.stderr)
+        print(f"chatbot: invalid setting {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

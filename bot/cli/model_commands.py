@@ -1,0 +1,249 @@
+"""`chatbot train | eval | reply | attention`: the nlp engine from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bot.cli.errors import CliError, one_line
+from config import Settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_train(subparsers)
+    _register_eval(subparsers)
+    _register_reply(subparsers)
+    _register_attention(subparsers)
+
+
+# ---- train ---------------------------------------------------------------------------------------
+
+
+def _register_train(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model on dialogue pairs",
+        description="Train the seq2seq model. Sources: chitchat, chatterbot, or .tsv/.jsonl files. "
+        "Unset options come from the settings (CHATBOT_TRAINING__*, CHATBOT_MODEL__*).",
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="SOURCE",
+        help="chitchat | chatterbot | FILE.tsv | FILE.jsonl (repeatable)",
+    )
+    p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
+    p.add_argument("--epochs", type=int, dest="max_epochs")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--time-budget", type=float, dest="time_budget_minutes", metavar="MIN")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, dest="learning_rate")
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--context-turns", type=int)
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--min-count", type=int)
+    p.add_argument("--max-vocab", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast")
+    p.add_argument("--cell", choices=["gru", "lstm"])
+    p.add_argument("--embedding-dim", type=int)
+    p.add_argument("--hidden-size", type=int)
+    p.add_argument("--layers", type=int, dest="num_layers")
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--attention", choices=["dot", "general", "concat"])
+    p.add_argument("--no-tie", action="store_false", dest="tie_embeddings", default=None)
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument(
+        "--reverse", action="store_true", help="train the MMI reverse model p(context | reply)"
+    )
+    p.add_argument(
+        "--fp16-weights",
+        action="store_true",
+        help="store weights as float16 (half the size; no optimizer state kept)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_train)
+
+
+def _override(section: Any, args: argparse.Namespace) -> Any:
+    """A copy of a settings section with every CLI flag the user gave."""
+    given = {
+        k: v for k, v in vars(args).items() if k in type(section).model_fields and v is not None
+    }
+    return section.model_validate({**section.model_dump(), **given})
+
+
+def run_train(args: argparse.Namespace, settings: Settings) -> int:
+    from nlp.training import train_from_sources
+
+    if args.resume and not (args.out / "config.json").is_file():
+        raise CliError(f"--resume: no checkpoint to resume in {args.out}")
+    try:
+        training = _override(settings.training, args)
+        model = _override(settings.model, args)
+    except ValueError as exc:
+        raise CliError(f"invalid option {one_line(exc)}") from exc
+    result = train_from_sources(
+        args.data,
+        args.out,
+        training,
+        model,
+        settings.text,
+        resume=args.resume,
+        reverse=args.reverse,
+        fp16_weights=args.fp16_weights,
+        show_progress=not args.quiet and sys.stderr.isatty(),
+    )
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "best_valid_ppl": round(_exp(result.best_valid_loss), 3),
+                "steps": result.steps,
+                "epochs": result.epochs,
+                "minutes": round(result.seconds / 60, 2),
+                "stopped_because": result.stopped_because,
+            }
+        )
+    )
+    return 0
+
+
+def _exp(x: float) -> float:
+    import math
+
+    return math.exp(min(x, 50.0))
+
+
+# ---- decoding options shared by reply and eval -----------------------------------------------
+
+
+def _add_decoding_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--beam", type=int, metavar="N", help="beam search with N beams")
+    group.add_argument("--sample", action="store_true", help="sample (see --top-p, --top-k)")
+    group.add_argument("--greedy", action="store_true", help="greedy decoding")
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--max-length", type=int, help="longest reply in tokens")
+    p.add_argument(
+        "--mmi",
+        type=Path,
+        metavar="REVERSE_DIR",
+        help="rerank beam candidates with this reverse model (MMI-bidi)",
+    )
+    p.add_argument("--mmi-weight", type=float)
+    p.add_argument("--int8", action="store_true", help="int8 dynamic quantisation (CPU)")
+
+
+def _decoding(settings: Settings, args: argparse.Namespace) -> Any:
+    d = settings.decoding.model_dump()
+    if args.beam is not None:
+        d.update(strategy="beam", beam_size=args.beam)
+    elif args.sample:
+        d["strategy"] = "sample"
+    elif args.greedy:
+        d["strategy"] = "greedy"
+    for name in ("top_p", "top_k", "temperature", "max_length", "mmi_weight"):
+        if getattr(args, name) is not None:
+            d[name] = getattr(args, name)
+    if args.mmi is not None:
+        d["mmi_reverse_dir"] = args.mmi
+    if args.int8:
+        d["quantize_int8"] = True
+    try:
+        return type(settings.decoding).model_validate(d)
+    except ValueError as exc:
+        raise CliError(f"invalid decoding option {one_line(exc)}") from exc
+
+
+# ---- eval ----------------------------------------------------------------------------------------
+
+
+def _register_eval(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate a checkpoint on its test (or valid) split",
+        description="Perplexity, distinct-1/2, generic-reply rate, mean reply length and BLEU on "
+        "the split the checkpoint was trained with; printed and written to DIR/eval-SPLIT.json.",
+    )
+    p.add_argument("checkpoint", type=Path, metavar="DIR")
+    p.add_argument("--split", choices=["test", "valid", "train"], default="test")
+    p.add_argument(
+        "--data",
+        action="append",
+        metavar="SOURCE",
+        help="evaluate on these sources instead of the ones the model was trained on",
+    )
+    p.add_argument("--out", type=Path, help="where to write the JSON (default DIR/eval-SPLIT.json)")
+    _add_decoding_options(p)
+    p.set_defaults(run=run_eval)
+
+
+def run_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from nlp.evaluation import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(args.checkpoint, args.split, _decoding(settings, args), args.data)
+    out = args.out or args.checkpoint / f"eval-{args.split}.json"
+    out.write_text(json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+# ---- reply ---------------------------------------------------------------------------------------
+
+
+def _register_reply(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "reply",
+        help="print the model's reply to a text",
+        description="Reply to TEXT. Several TEXTs are decoded as one batch, one reply per line.",
+    )
+    p.add_argument("checkpoint", type=Path, metavar="DIR")
+    p.add_argument("texts", nargs="+", metavar="TEXT")
+    _add_decoding_options(p)
+    p.set_defaults(run=run_reply)
+
+
+def run_reply(args: argparse.Namespace, settings: Settings) -> int:
+    from nlp.responder import Responder
+
+    responder = Responder(args.checkpoint, _decoding(settings, args))
+    for reply in responder.reply(args.texts):
+        print(reply)
+    return 0
+
+
+# ---- attention -----------------------------------------------------------------------------------
+
+
+def _register_attention(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "attention",
+        help="draw the attention heatmap of a reply",
+        description="Greedy-decode a reply to TEXT and save its attention weights as a PNG "
+        "(reply words down, context words across).",
+    )
+    p.add_argument("checkpoint", type=Path, metavar="DIR")
+    p.add_argument("text", metavar="TEXT")
+    p.add_argument("--out", type=Path, default=Path("attention.png"))
+    p.set_defaults(run=run_attention)
+
+
+def run_attention(args: argparse.Namespace, settings: Settings) -> int:
+    from nlp.plots import plot_attention
+    from nlp.responder import Responder
+
+    responder = Responder(args.checkpoint, settings.decoding)
+    source, reply, weights = responder.attention(args.text)
+    if not reply.tokens:
+        raise CliError("the model produced an empty reply: nothing to draw")
+    plot_attention(weights, source, reply.tokens, args.out)
+    print(f"{reply.text}\n(attention heatmap written to {args.out})")
+    return 0

@@ -1,0 +1,77 @@
+"""Evaluate a checkpoint on a split: perplexity plus the reply metrics of its decoded replies."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from config import DecodingSettings
+from nlp.checkpoint import load_checkpoint
+from nlp.datasets import EncodedPair, bucketed_batches, prepare_corpus
+from nlp.errors import DataError
+from nlp.metrics import reply_metrics
+from nlp.model import Seq2Seq
+from nlp.search.decode import decode
+from nlp.text import TextProcessor
+from nlp.training import mean_loss
+from nlp.vocabulary import Vocabulary
+
+
+def evaluate_pairs(
+    model: Seq2Seq,
+    vocab: Vocabulary,
+    pairs: Sequence[EncodedPair],
+    decoding: DecodingSettings,
+    device: torch.device,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    loss = mean_loss(model, pairs, device)
+    hypotheses, references = [], []
+    for batch in bucketed_batches(pairs, batch_size, shuffle=False):
+        batch = batch.to(device)
+        for hyp in decode(model, batch.src, batch.src_lengths, decoding):
+            hypotheses.append(vocab.decode(hyp.tokens))
+        references.extend(vocab.decode(row) for row in batch.trg_out.tolist())
+    return {
+        "pairs": len(pairs),
+        "loss": loss,
+        "perplexity": math.exp(min(loss, 50.0)),
+        **reply_metrics(hypotheses, references),
+    }
+
+
+def evaluate_checkpoint(
+    directory: Path,
+    split: str = "test",
+    decoding: DecodingSettings | None = None,
+    sources: Sequence[str] | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Rebuild the split the checkpoint was trained with (same sources, seed-free hash split)."""
+    checkpoint = load_checkpoint(directory, device)
+    info = checkpoint.info
+    corpus = prepare_corpus(
+        sources or info.get("sources") or [],
+        TextProcessor(checkpoint.text_settings),
+        context_turns=int(info.get("context_turns", 1)),
+        max_length=int(info.get("max_length", 20)),
+        valid_fraction=float(info.get("valid_fraction", 0.05)),
+        test_fraction=float(info.get("test_fraction", 0.05)),
+        min_count=1,
+        max_vocab=len(checkpoint.vocab),
+        vocab=checkpoint.vocab,
+        reverse=info.get("direction") == "reverse",
+    )
+    pairs = corpus.encoded[split]
+    if not pairs:
+        raise DataError(f"the {split!r} split of {directory} holds no pairs to evaluate")
+    decoding = decoding or DecodingSettings()
+    return {
+        "split": split,
+        "decoding": decoding.strategy,
+        **evaluate_pairs(checkpoint.model, checkpoint.vocab, pairs, decoding, torch.device(device)),
+    }

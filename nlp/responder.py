@@ -1,0 +1,139 @@
+"""The one object the bot talks to: load a checkpoint once, turn contexts into replies.
+
+`reply()` takes many contexts and decodes them as one batch (the bot micro-batches requests from
+many chats into one call). A lock serialises decodes, so concurrent threads can share a Responder;
+batching, not parallel decodes, is what makes many chats fast on a small CPU.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from config import DecodingSettings
+from nlp.checkpoint import load_checkpoint
+from nlp.datasets import pad
+from nlp.errors import EmptyInputError
+from nlp.model import Seq2Seq
+from nlp.search.decode import decode
+from nlp.search.greedy import greedy_search
+from nlp.search.hypothesis import Hypothesis
+from nlp.search.mmi import ReverseModel
+from nlp.search.step import StepConstraints
+from nlp.text import TextProcessor, detokenize
+from nlp.vocabulary import SEP, UNK_ID
+
+Context = str | Sequence[str]  # one turn, or the recent turns oldest first
+
+
+@dataclass
+class Reply:
+    text: str
+    tokens: list[str]
+    score: float
+
+
+def quantize_int8(model: Seq2Seq) -> torch.nn.Module:
+    """Dynamic int8 quantisation of the Linear and RNN layers (CPU inference only)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated but still works
+        return torch.ao.quantization.quantize_dynamic(
+            model, {torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM}, dtype=torch.qint8
+        )
+
+
+class Responder:
+    def __init__(
+        self,
+        checkpoint_dir: Path | str,
+        decoding: DecodingSettings | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.decoding = decoding or DecodingSettings()
+        self.device = torch.device(device)
+        checkpoint = load_checkpoint(self.checkpoint_dir, self.device)
+        self.vocab = checkpoint.vocab
+        self.metrics = checkpoint.metrics
+        self.info = checkpoint.info
+        self.processor = TextProcessor(checkpoint.text_settings)
+        self.context_turns = int(checkpoint.info.get("context_turns", 1))
+        self.max_source_length = int(checkpoint.info.get("max_length", 50))
+        self.model: Seq2Seq = checkpoint.model
+        if self.decoding.quantize_int8 and self.device.type == "cpu":
+            self.model = quantize_int8(self.model)  # type: ignore[assignment]
+        self.reverse_model = (
+            ReverseModel.load(self.decoding.mmi_reverse_dir, self.vocab, self.device)
+            if self.decoding.mmi_reverse_dir is not None
+            else None
+        )
+        self._lock = threading.Lock()
+        self._generator = torch.Generator(device=self.device).manual_seed(0)
+
+    @property
+    def name(self) -> str:
+        return self.checkpoint_dir.name
+
+    def encode_context(self, context: Context) -> list[str]:
+        """Tokens the model sees: the last k turns joined by <sep>, cut to the trained length."""
+        turns = [context] if isinstance(context, str) else list(context)
+        tokens: list[str] = []
+        for turn in turns[-self.context_turns :]:
+            words = self.processor.tokenize(turn)
+            if words:
+                tokens.extend([*([SEP] if tokens else []), *words])
+        if not tokens:
+            raise EmptyInputError("the context is empty: there is nothing to reply to")
+        return tokens[-self.max_source_length :]
+
+    def unknown_fraction(self, text: str) -> float:
+        """Share of the words in `text` the model has never seen (1.0 = all unknown)."""
+        ids = self.vocab.encode(self.processor.tokenize(text))
+        return sum(i == UNK_ID for i in ids) / len(ids) if ids else 1.0
+
+    def reply(self, contexts: Sequence[Context]) -> list[str]:
+        return [r.text for r in self.generate(contexts)]
+
+    def generate(
+        self, contexts: Sequence[Context], decoding: DecodingSettings | None = None
+    ) -> list[Reply]:
+        if not contexts:
+            return []
+        sources = [self.vocab.encode(self.encode_context(c)) for c in contexts]
+        src = pad(sources).to(self.device)
+        lengths = torch.tensor([len(s) for s in sources])
+        with self._lock, torch.inference_mode():
+            hyps = decode(
+                self.model,
+                src,
+                lengths,
+                decoding or self.decoding,
+                self.reverse_model,
+                self._generator,
+            )
+        return [self._to_reply(hyp) for hyp in hyps]
+
+    def attention(self, context: Context) -> tuple[list[str], Reply, list[list[float]]]:
+        """Context tokens, the greedy reply, and its attention weights (reply x context)."""
+        source = self.encode_context(context)
+        ids = self.vocab.encode(source)
+        src = torch.tensor([ids], device=self.device)
+        with self._lock:
+            hyp = greedy_search(
+                self.model,
+                src,
+                torch.tensor([len(ids)]),
+                self.decoding.max_length,
+                StepConstraints(self.decoding.min_length, self.decoding.no_repeat_ngram),
+                keep_attention=True,
+            )[0]
+        return source, self._to_reply(hyp), hyp.attention
+
+    def _to_reply(self, hyp: Hypothesis) -> Reply:
+        tokens = self.vocab.decode(hyp.tokens)
+        return Reply(detokenize(tokens), tokens, hyp.score)

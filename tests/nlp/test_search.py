@@ -1,0 +1,169 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from config import ModelSettings
+from nlp.checkpoint import load_checkpoint
+from nlp.model import Seq2Seq
+from nlp.search import StepConstraints, beam_search, greedy_search, sample
+from nlp.search.sampling import filter_logits
+from nlp.search.step import NEVER_GENERATED
+from nlp.text import TextProcessor
+from nlp.vocabulary import EOS_ID, UNK_ID
+
+VOCAB = 40
+
+
+def _random_model(seed: int) -> Seq2Seq:
+    torch.manual_seed(seed)
+    return Seq2Seq(ModelSettings(embedding_dim=16, hidden_size=16, num_layers=2), VOCAB).eval()
+
+
+def _src(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    src = torch.randint(8, VOCAB, (3, 6))
+    src[1, 3:] = 0
+    return src, torch.tensor([6, 3, 6])
+
+
+def _bias(model: Seq2Seq, token: int, value: float = 100.0) -> None:
+    with torch.no_grad():
+        model.decoder.output.bias[token] = value
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("no_repeat", [0, 2])
+def test_beam_of_one_equals_greedy(seed: int, no_repeat: int) -> None:
+    model = _random_model(seed)
+    src, lengths = _src(seed)
+    constraints = StepConstraints(no_repeat_ngram=no_repeat)
+    greedy = greedy_search(model, src, lengths, 12, constraints)
+    beam = beam_search(model, src, lengths, 12, beam_size=1, constraints=constraints)
+    assert [g.tokens for g in greedy] == [b[0].tokens for b in beam]
+    assert [round(g.score, 4) for g in greedy] == [round(b[0].score, 4) for b in beam]
+
+
+def test_beam_of_one_equals_greedy_on_a_trained_model(tiny_model_dir: Path) -> None:
+    checkpoint = load_checkpoint(tiny_model_dir)
+    processor = TextProcessor(checkpoint.text_settings)
+    for text in ["hello", "how are you?", "something it never saw"]:
+        ids = torch.tensor([checkpoint.vocab.encode(processor.tokenize(text))])
+        lengths = torch.tensor([ids.size(1)])
+        greedy = greedy_search(checkpoint.model, ids, lengths, 20)[0]
+        beam = beam_search(checkpoint.model, ids, lengths, 20, beam_size=1)[0][0]
+        assert greedy.tokens == beam.tokens
+
+
+def test_greedy_stops_at_eos() -> None:
+    model = _random_model(0)
+    _bias(model, EOS_ID)
+    calls = 0
+    forward = model.decoder.forward
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        return forward(*args, **kwargs)
+
+    model.decoder.forward = counting  # type: ignore[method-assign]
+    hyps = greedy_search(model, *_src(), max_length=15)
+    assert [h.tokens for h in hyps] == [[], [], []]
+    assert calls == 1
+
+
+def test_each_greedy_row_stops_at_its_own_eos(tiny_model_dir: Path, tiny_pairs: list) -> None:
+    checkpoint = load_checkpoint(tiny_model_dir)
+    processor = TextProcessor(checkpoint.text_settings)
+    contexts = [c for c, _ in tiny_pairs[:6]]
+    ids = [checkpoint.vocab.encode(processor.tokenize(c)) for c in contexts]
+    src = torch.zeros(len(ids), max(map(len, ids)), dtype=torch.long)
+    for i, row in enumerate(ids):
+        src[i, : len(row)] = torch.tensor(row)
+    hyps = greedy_search(checkpoint.model, src, torch.tensor([len(r) for r in ids]), 20)
+    expected = [processor.tokenize(r) for _, r in tiny_pairs[:6]]
+    assert [checkpoint.vocab.decode(h.tokens) for h in hyps] == expected
+    assert len({len(e) for e in expected}) > 1  # rows really end at different steps
+
+
+@pytest.mark.parametrize("token", NEVER_GENERATED)
+def test_beam_search_never_produces_unk_or_other_specials(token: int) -> None:
+    model = _random_model(3)
+    _bias(model, token)
+    for hyps in beam_search(model, *_src(), max_length=10, beam_size=4, n_best=4):
+        for hyp in hyps:
+            assert token not in hyp.tokens
+    assert UNK_ID in NEVER_GENERATED
+
+
+def test_min_length_delays_eos() -> None:
+    model = _random_model(0)
+    _bias(model, EOS_ID)
+    hyps = greedy_search(model, *_src(), max_length=10, constraints=StepConstraints(min_length=3))
+    assert all(len(h.tokens) == 3 for h in hyps)
+    beams = beam_search(model, *_src(), 10, 3, StepConstraints(min_length=2))
+    assert all(len(b[0].tokens) == 2 for b in beams)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_repeat_ngram_blocks_repeats(n: int) -> None:
+    model = _random_model(0)
+    _bias(model, 9, 50.0)  # token 9 is overwhelmingly likely at every step
+    plain = greedy_search(model, *_src(), max_length=8)[0].tokens
+    assert plain.count(9) > 2
+    for hyps in (
+        greedy_search(model, *_src(), 8, StepConstraints(no_repeat_ngram=n)),
+        [b[0] for b in beam_search(model, *_src(), 8, 3, StepConstraints(no_repeat_ngram=n))],
+    ):
+        for hyp in hyps:
+            grams = [tuple(hyp.tokens[i : i + n]) for i in range(len(hyp.tokens) - n + 1)]
+            assert len(grams) == len(set(grams))
+
+
+def test_beam_returns_n_best_sorted_by_length_normalised_score() -> None:
+    model = _random_model(4)
+    for hyps in beam_search(model, *_src(), 10, beam_size=5, alpha=0.6, n_best=5):
+        scores = [h.normalized_score for h in hyps]
+        assert len(hyps) == 5 and scores == sorted(scores, reverse=True)
+
+
+def test_wider_beam_finds_no_worse_a_score() -> None:
+    model = _random_model(5)
+    src, lengths = _src(5)
+    greedy = greedy_search(model, src, lengths, 10)
+    beams = beam_search(model, src, lengths, 10, beam_size=6)
+    for g, b in zip(greedy, beams, strict=True):
+        assert b[0].normalized_score >= g.score - 1e-5
+
+
+def test_sampling_with_top_k_of_one_is_greedy() -> None:
+    model = _random_model(0)
+    greedy = greedy_search(model, *_src(), max_length=10)
+    sampled = sample(
+        model, *_src(), max_length=10, top_k=1, generator=torch.Generator().manual_seed(1)
+    )
+    assert [g.tokens for g in greedy] == [s.tokens for s in sampled]
+
+
+def test_sampling_is_reproducible_with_a_seeded_generator() -> None:
+    model = _random_model(0)
+    runs = [
+        [
+            h.tokens
+            for h in sample(
+                model, *_src(), 10, temperature=1.5, generator=torch.Generator().manual_seed(3)
+            )
+        ]
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
+    log_probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+    kept = filter_logits(log_probs, top_p=0.75).isfinite()
+    assert kept.tolist() == [[True, True, False, False]]
+    kept = filter_logits(log_probs, top_p=0.1).isfinite()
+    assert kept.tolist() == [[True, False, False, False]]
+    kept = filter_logits(log_probs, top_k=3).isfinite()
+    assert kept.tolist() == [[True, True, True, False]]

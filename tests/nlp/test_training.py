@@ -1,0 +1,84 @@
+import json
+from pathlib import Path
+
+from config import TextSettings
+from nlp.checkpoint import load_checkpoint
+from nlp.responder import Responder
+from nlp.text import TextProcessor, detokenize
+from nlp.training import train_from_sources
+from tests.support.tiny_model import tiny_settings, train_tiny
+
+
+def test_tiny_model_reproduces_its_twenty_training_replies(
+    tiny_model_dir: Path, tiny_pairs: list[tuple[str, str]]
+) -> None:
+    processor = TextProcessor()
+    replies = Responder(tiny_model_dir).reply([c for c, _ in tiny_pairs])
+    assert replies == [detokenize(processor.tokenize(r)) for _, r in tiny_pairs]
+
+
+def test_a_run_writes_checkpoint_history_and_loss_curve(tiny_model_dir: Path) -> None:
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "vocab.json",
+        "metrics.json",
+        "history.json",
+        "loss.png",
+    ):
+        assert (tiny_model_dir / name).is_file(), name
+    history = json.loads((tiny_model_dir / "history.json").read_text())
+    assert history[-1]["valid_loss"] < history[0]["valid_loss"]
+    assert {"train_loss", "valid_ppl", "tokens_per_s", "lr"} <= set(history[0])
+
+
+def test_max_steps_and_time_budget_stop_training(tiny_pairs_file: Path, tmp_path: Path) -> None:
+    result = train_tiny(tmp_path / "a", tiny_pairs_file, max_steps=3)
+    assert result.steps == 3 and result.stopped_because == "max_steps"
+    result = train_tiny(tmp_path / "b", tiny_pairs_file, time_budget_minutes=1e-6)
+    assert result.stopped_because == "time_budget" and result.steps == 1
+
+
+def test_resume_continues_the_saved_run(tiny_pairs_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = train_tiny(out, tiny_pairs_file, max_epochs=2)
+    training, model = tiny_settings(max_epochs=4)
+    resumed = train_from_sources(
+        [str(tiny_pairs_file)],
+        out,
+        training,
+        model,
+        TextSettings(),
+        resume=True,
+        show_progress=False,
+    )
+    assert first.epochs == 2 and resumed.epochs == 4
+    assert resumed.steps == 2 * first.steps
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+
+
+def test_same_seed_gives_the_same_model(tiny_pairs_file: Path, tmp_path: Path) -> None:
+    train_tiny(tmp_path / "a", tiny_pairs_file, max_epochs=2)
+    train_tiny(tmp_path / "b", tiny_pairs_file, max_epochs=2)
+    a = load_checkpoint(tmp_path / "a").model.state_dict()
+    b = load_checkpoint(tmp_path / "b").model.state_dict()
+    assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_bf16_autocast_trains(tiny_pairs_file: Path, tmp_path: Path) -> None:
+    result = train_tiny(tmp_path / "bf16", tiny_pairs_file, bf16=True, max_epochs=3)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_lstm_cell_trains(tiny_pairs_file: Path, tmp_path: Path) -> None:
+    training, model = tiny_settings(max_epochs=2)
+    result = train_from_sources(
+        [str(tiny_pairs_file)],
+        tmp_path / "lstm",
+        training,
+        model.model_copy(update={"cell": "lstm"}),
+        TextSettings(),
+        show_progress=False,
+    )
+    assert result.epochs == 2
+    assert Responder(tmp_path / "lstm").reply(["hello"])

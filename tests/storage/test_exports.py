@@ -1,0 +1,232 @@
+"""Exports: a user's history as JSONL, and training pairs chosen by filters."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.orm import Session
+
+from storage import exports, feedback, privacy, teaching, training_runs
+from storage.conversations import (
+    ChatRef,
+    UserRef,
+    find_chat,
+    find_user,
+    get_or_create_chat,
+    get_or_create_user,
+    save_exchange,
+    save_turn,
+)
+from storage.database import Database
+from storage.errors import NotFoundError
+from storage.exports import PairFilter, export_chat_pairs
+from storage.models import utcnow
+
+PRIVATE = ChatRef("telegram", 1, "private")
+GROUP = ChatRef("telegram", -9, "group")
+ALICE = UserRef("telegram", 1, "Alice")
+BOB = UserRef("telegram", 2, "Bob")
+CAROL = UserRef("telegram", 3, "Carol")
+
+
+@dataclass
+class Seeded:
+    alice: int
+    bob: int
+    group: int
+    first_group_message: int
+
+
+def _say(
+    session: Session, chat: ChatRef, user: UserRef, text: str, reply_to: int | None = None
+) -> int:
+    return save_turn(
+        session,
+        chat_id=get_or_create_chat(session, chat),
+        user_id=get_or_create_user(session, user),
+        text=text,
+        reply_to_id=reply_to,
+    )
+
+
+@pytest.fixture
+def seeded(database: Database) -> Seeded:
+    with database.begin() as session:
+        r1 = save_exchange(session, PRIVATE, ALICE, "hi", "hello")
+        feedback.set_feedback(session, r1.reply_id, r1.user_id, 1)
+        save_exchange(session, PRIVATE, ALICE, "how are you", "fine")
+        r3 = save_exchange(session, PRIVATE, ALICE, "great", "ok")
+        feedback.set_feedback(session, r3.reply_id, r3.user_id, -1)
+
+        g1 = _say(session, GROUP, ALICE, "anyone here?")
+        _say(session, GROUP, BOB, "yes!")
+        _say(session, GROUP, BOB, "me too")  # Bob continuing himself: not a reply
+        carol = get_or_create_user(session, CAROL)
+        privacy.set_opted_out(session, carol)
+        _say(session, GROUP, CAROL, "hello all")  # opted out: never exported
+        _say(session, GROUP, ALICE, "hi carol")  # answers Carol: not exported either
+        _say(session, GROUP, BOB, "re: anyone", reply_to=g1)  # answers g1, not "hi carol"
+        _say(session, GROUP, BOB, "x")  # same sender as the previous turn: skipped
+    with database.session() as session:
+        bob = find_user(session, "telegram", 2)
+        return Seeded(r1.user_id, bob, find_chat(session, "telegram", -9), g1)
+
+
+def _pairs(database: Database, **filters: object) -> list[tuple[tuple[str, ...], str]]:
+    with database.session() as session:
+        return [(p.context, p.reply) for p in export_chat_pairs(session, PairFilter(**filters))]
+
+
+def test_default_pairs_are_human_replies_and_upvoted_bot_replies(
+    database: Database, seeded: Seeded
+) -> None:
+    assert _pairs(database) == [
+        (("hi",), "hello"),  # upvoted bot reply
+        (("hello",), "how are you"),  # a human following up the bot
+        (("fine",), "great"),
+        (("anyone here?",), "yes!"),
+        (("anyone here?",), "re: anyone"),  # the explicit reply wins over the previous turn
+    ]
+
+
+def test_pairs_carry_their_metadata(database: Database, seeded: Seeded) -> None:
+    with database.session() as session:
+        first = export_chat_pairs(session)[0]
+    assert first.source == "chat" and first.reply_from_bot and first.score == 1
+    assert first.context_text == "hi" and len(first.context_message_ids) == 1
+    assert first.reply_message_id > first.context_message_ids[0]
+
+
+def test_bot_reply_filters(database: Database, seeded: Seeded) -> None:
+    bot_only = {"human_replies": False}
+    assert [r for _, r in _pairs(database, **bot_only, bot_replies="all")] == [
+        "hello",
+        "fine",
+        "ok",
+    ]
+    assert [r for _, r in _pairs(database, **bot_only, bot_replies="not_downvoted")] == [
+        "hello",
+        "fine",
+    ]
+    assert _pairs(database, **bot_only, bot_replies="upvoted", min_score=2) == []
+    assert _pairs(database, human_replies=False, bot_replies="none") == []
+
+
+def test_context_filters_and_longer_contexts(database: Database, seeded: Seeded) -> None:
+    assert [r for _, r in _pairs(database, context_from="bot")] == ["how are you", "great"]
+    assert [r for _, r in _pairs(database, context_from="human")] == [
+        "hello",
+        "yes!",
+        "re: anyone",
+    ]
+    assert _pairs(database, context_turns=2) == [
+        (("hi",), "hello"),  # nothing before the first turn of the chat
+        (("hi", "hello"), "how are you"),
+        (("how are you", "fine"), "great"),
+        (("anyone here?",), "yes!"),
+        (("anyone here?",), "re: anyone"),  # context grows back from the answered turn
+    ]
+
+
+def test_opted_out_users_and_same_sender_rules_can_be_relaxed(
+    database: Database, seeded: Seeded
+) -> None:
+    relaxed = _pairs(database, exclude_opted_out=False, skip_same_sender=False)
+    assert (("yes!",), "me too") in relaxed
+    assert (("me too",), "hello all") in relaxed
+    assert (("hello all",), "hi carol") in relaxed
+    assert (("re: anyone",), "x") in relaxed
+    assert not any("hello all" in c or r == "hello all" for c, r in _pairs(database))
+
+
+def test_id_time_and_platform_ranges(database: Database, seeded: Seeded) -> None:
+    after = _pairs(database, after_message_id=seeded.first_group_message)
+    assert [r for _, r in after] == ["yes!", "re: anyone"]
+    assert _pairs(database, until_message_id=seeded.first_group_message)[-1] == (
+        ("fine",),
+        "great",
+    )
+    assert _pairs(database, since=utcnow() + timedelta(minutes=1)) == []
+    assert _pairs(database, platform="console") == []
+
+
+def test_pairs_further_apart_than_max_gap_are_dropped(database: Database) -> None:
+    with database.begin() as session:
+        chat_id = save_exchange(session, PRIVATE, ALICE, "q", "a").chat_id
+        save_turn(
+            session,
+            chat_id=chat_id,
+            user_id=get_or_create_user(session, ALICE),
+            text="much later",
+            created_at=utcnow() + timedelta(hours=3),
+        )
+    kept = _pairs(database, bot_replies="all", max_gap=timedelta(hours=1))
+    assert kept == [(("q",), "a")]
+
+
+def test_export_since_a_run_returns_only_new_pairs_and_the_next_watermarks(
+    database: Database,
+) -> None:
+    later = utcnow() + timedelta(seconds=1)
+    with database.begin() as session:
+        save_exchange(session, PRIVATE, ALICE, "one", "1")
+        save_exchange(session, PRIVATE, ALICE, "two", "2")
+        teaching.add_taught_pair(session, "taught q", "taught a")
+    with database.session() as session:
+        first = exports.export_since_run(session, None, settle=timedelta(0), now=later)
+    assert [(p.context, p.reply) for p in first.chat_pairs] == [(("1",), "two")]
+    assert [(p.context, p.reply, p.source) for p in first.taught_pairs] == [
+        (("taught q",), "taught a", "taught")
+    ]
+    assert [p.source for p in first.pairs] == ["taught", "chat"]
+    with database.begin() as session:
+        run = training_runs.start_run(session)
+        run = training_runs.finish_run(
+            session,
+            run.id,
+            last_message_id=first.last_message_id,
+            last_taught_pair_id=first.last_taught_pair_id,
+        )
+        save_exchange(session, PRIVATE, ALICE, "three", "3")
+    with database.session() as session:
+        unsettled = exports.export_since_run(session, run, now=utcnow())
+        second = exports.export_since_run(
+            session, run, settle=timedelta(0), now=utcnow() + timedelta(seconds=1)
+        )
+    # Messages younger than `settle` wait for the next run, and the watermark does not pass them.
+    assert unsettled.chat_pairs == [] and unsettled.last_message_id == first.last_message_id
+    assert [(p.context, p.reply) for p in second.chat_pairs] == [(("2",), "three")]
+    assert second.taught_pairs == []
+    assert second.last_message_id > first.last_message_id
+    assert second.last_taught_pair_id == first.last_taught_pair_id
+
+
+def test_a_users_history_is_exported_as_jsonl(database: Database, seeded: Seeded) -> None:
+    with database.begin() as session:
+        teaching.add_taught_pair(session, "ctx 😀", "reply ✓", user_id=seeded.alice)
+    out = io.StringIO()
+    with database.session() as session:
+        lines = exports.write_user_history_jsonl(session, seeded.alice, out)
+    text = out.getvalue()
+    records = [json.loads(line) for line in text.splitlines()]
+    assert len(records) == lines
+    assert "😀" in text  # readable UTF-8, not \\u escapes
+    kinds = [r["type"] for r in records]
+    assert kinds[0] == "user" and records[0]["display_name"] == "Alice"
+    said = [r["text"] for r in records if r["type"] == "message"]
+    assert said == ["hi", "how are you", "great", "anyone here?", "hi carol"]
+    answered = [r["text"] for r in records if r["type"] == "bot_reply"]
+    assert answered == ["hello", "fine", "ok"]
+    assert [r["value"] for r in records if r["type"] == "feedback"] == [1, -1]
+    assert [r["context"] for r in records if r["type"] == "taught_pair"] == ["ctx 😀"]
+    assert all("yes!" not in json.dumps(r) for r in records)  # nothing of Bob's
+    assert records[1]["chat"] == {"platform": "telegram", "external_id": "1", "kind": "private"}
+
+
+def test_history_of_an_unknown_user_is_an_error(database: Database) -> None:
+    with pytest.raises(NotFoundError), database.session() as session:
+        exports.write_user_history_jsonl(session, 4242, io.StringIO())

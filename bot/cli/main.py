@@ -10,14 +10,14 @@ from types import ModuleType
 
 from pydantic import ValidationError
 
-from bot.cli import db, model_commands
+from bot.cli import chat, db, model_commands
 from bot.cli.errors import CliError, one_line
 from config import load_settings
 from nlp.errors import NlpError
 from storage.errors import StorageError
 
 # Each module exposes `register(subparsers)`; the parser it adds sets `run(args, settings) -> int`.
-COMMAND_MODULES: tuple[ModuleType, ...] = (model_commands, db)
+COMMAND_MODULES: tuple[ModuleType, ...] = (model_commands, chat, db)
 USER_ERRORS = (CliError, NlpError, StorageError)
 EXIT_USAGE = 2
 
@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Progress of long jobs (training) is logged at INFO; a chat is for people: warnings only.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else getattr(args, "log_level", logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         help="store weights as float16 (half the size; no optimizer state kept)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=run_train)
+    p.set_defaults(run=run_train, log_level=logging.INFO)
 
 
 def _override(section: Any, args: argparse.Namespace) -> Any:
@@ -123,7 +124,7 @@ def _exp(x: float) -> float:
 # ---- decoding options shared by reply and eval -----------------------------------------------
 
 
-def _add_decoding_options(p: argparse.ArgumentParser) -> None:
+def add_decoding_options(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--beam", type=int, metavar="N", help="beam search with N beams")
     group.add_argument("--sample", action="store_true", help="sample (see --top-p, --top-k)")
@@ -142,7 +143,7 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantisation (CPU)")
 
 
-def _decoding(settings: Settings, args: argparse.Namespace) -> Any:
+def decoding_from_args(settings: Settings, args: argparse.Namespace) -> Any:
     d = settings.decoding.model_dump()
     if args.beam is not None:
         d.update(strategy="beam", beam_size=args.beam)
@@ -182,14 +183,16 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate on these sources instead of the ones the model was trained on",
     )
     p.add_argument("--out", type=Path, help="where to write the JSON (default DIR/eval-SPLIT.json)")
-    _add_decoding_options(p)
+    add_decoding_options(p)
     p.set_defaults(run=run_eval)
 
 
 def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     from nlp.evaluation import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(args.checkpoint, args.split, _decoding(settings, args), args.data)
+    metrics = evaluate_checkpoint(
+        args.checkpoint, args.split, decoding_from_args(settings, args), args.data
+    )
     out = args.out or args.checkpoint / f"eval-{args.split}.json"
     out.write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))
@@ -207,14 +210,14 @@ def _register_reply(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", type=Path, metavar="DIR")
     p.add_argument("texts", nargs="+", metavar="TEXT")
-    _add_decoding_options(p)
+    add_decoding_options(p)
     p.set_defaults(run=run_reply)
 
 
 def run_reply(args: argparse.Namespace, settings: Settings) -> int:
     from nlp.responder import Responder
 
-    responder = Responder(args.checkpoint, _decoding(settings, args))
+    responder = Responder(args.checkpoint, decoding_from_args(settings, args))
     for reply in responder.reply(args.texts):
         print(reply)
     return 0

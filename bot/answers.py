@@ -1,0 +1,10 @@
+"""The fixed answers a person gets instead of a generated reply, in one place."""
+
+EMPTY = "I didn't catch that. Send me a few words and I'll answer."
+TOO_LONG = "That's more than I can read at once: please keep it under {limit:,} characters."
+NO_WORDS = "I can only read words for now. Tell me something in English?"
+UNKNOWN_WORDS = "I don't know any of those words yet. Could you say it another way?"
+APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
+SLOW_DOWN = "You're sending messages faster than I can think. Please slow down a little."
+NOT_ALLOWED = "Sorry, that command is only for the bot's admins."
+NOT_TEXT = "I can only read text messages for now."

@@ -1,0 +1,37 @@
+"""Wiring: settings -> database (schema checked) -> model slot -> dialogue service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.dialogue import DialogueService
+from bot.models import ModelSlot
+from config import Settings
+from storage import schema
+from storage.database import Database
+
+
+@dataclass
+class App:
+    settings: Settings
+    db: Database
+    models: ModelSlot
+    service: DialogueService
+
+    async def close(self) -> None:
+        await self.service.close()
+        self.db.dispose()
+
+
+def build_app(settings: Settings, *, follow_registry: bool = True) -> App:
+    """Refuses an out-of-date schema (StorageError naming `chatbot db upgrade`) unless
+    `CHATBOT_DB_AUTO_UPGRADE=1`. Answers with the registry's active model version (switching when
+    it changes) or, with none registered or `follow_registry=False`, with `settings.model_dir`."""
+    db = Database.from_settings(settings)
+    try:
+        schema.ensure_schema(db, settings.storage.auto_upgrade)
+        models = ModelSlot(settings.model_dir, settings.decoding, db if follow_registry else None)
+    except BaseException:
+        db.dispose()
+        raise
+    return App(settings, db, models, DialogueService(db, models, settings.dialogue))

@@ -1,0 +1,211 @@
+"""The dialogue service: one path from a person's message to a stored, generated reply.
+
+Both front ends (console, Telegram) call `respond()`; what works in one works in the other.
+Messages of one chat are handled in order (a lock per chat); different chats run concurrently and
+their decodes are micro-batched. Storage calls run in worker threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import weakref
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from bot import answers
+from bot.batching import MicroBatcher
+from bot.models import ModelSlot
+from config import DialogueSettings
+from storage import conversations, privacy
+from storage.conversations import ChatRef, SavedExchange, Turn, UserRef
+from storage.database import Database
+from storage.privacy import ForgetResult
+
+log = logging.getLogger(__name__)
+
+# What storage cannot hold (NUL, lone surrogates) is dropped before anything is saved.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A message as a front end received it."""
+
+    platform: str  # "telegram" | "console"
+    chat_id: str | int
+    user_id: str | int
+    text: str
+    user_name: str | None = None
+    chat_kind: str = "private"  # "private" | "group"
+    chat_title: str | None = None
+    message_id: str | int | None = None  # the platform's own id of this message
+
+    @property
+    def chat(self) -> ChatRef:
+        return ChatRef(self.platform, self.chat_id, self.chat_kind, self.chat_title)
+
+    @property
+    def user(self) -> UserRef:
+        return UserRef(self.platform, self.user_id, self.user_name)
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    generated: bool  # False: a fixed answer to input the model cannot take
+    reply_id: int | None = None  # our id of the stored reply (feedback points at it)
+    turn_id: int | None = None
+    model_version: str | None = None
+    latency_ms: float = 0.0
+
+
+class DialogueService:
+    def __init__(
+        self,
+        db: Database,
+        models: ModelSlot,
+        settings: DialogueSettings,
+        batcher: MicroBatcher | None = None,
+    ) -> None:
+        self.db = db
+        self.models = models
+        self.settings = settings
+        self.batcher = batcher or MicroBatcher(
+            models, settings.batch_window_ms, settings.max_batch_size
+        )
+        self._chat_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        # chat -> id of the last message before a /reset: context starts after it.
+        self._context_start: dict[tuple[str, str], int] = {}
+
+    # ---- the main path ---------------------------------------------------------------------------
+
+    async def respond(self, msg: Incoming) -> Answer:
+        text = _UNSTORABLE.sub("", msg.text)
+        fixed = self._fixed_answer(text)
+        if fixed is not None:
+            return await self._answer_fixed(msg, text, fixed)
+        async with self._lock_for(msg):
+            started = time.perf_counter()
+            try:
+                history = await self.db.run_read(self._history_texts, msg)
+                generated = await self.batcher.generate([*history, text])
+            except Exception:
+                log.exception("generation failed in chat %s", msg.chat_id)
+                await self.record(msg)  # the person's message is kept all the same
+                return Answer(answers.APOLOGY, generated=False)
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            reply = generated.reply.text or "…"
+            saved: SavedExchange = await self.db.run(
+                conversations.save_exchange,
+                msg.chat,
+                msg.user,
+                text,
+                reply,
+                model_version=generated.version,
+                latency_ms=latency_ms,
+                turn_external_id=msg.message_id,
+            )
+        return Answer(reply, True, saved.reply_id, saved.turn_id, generated.version, latency_ms)
+
+    async def record(self, msg: Incoming) -> int | None:
+        """Store a message that gets no answer (group chatter between people); its id."""
+        text = _UNSTORABLE.sub("", msg.text)
+        if not text.strip():
+            return None
+        async with self._lock_for(msg):
+            return await self.db.run(_save_turn_only, msg, text)
+
+    def _fixed_answer(self, text: str) -> str | None:
+        if not text.strip():
+            return answers.EMPTY
+        if len(text) > self.settings.max_input_chars:
+            return answers.TOO_LONG.format(limit=self.settings.max_input_chars)
+        if not any(ch.isalnum() for ch in text):
+            return answers.NO_WORDS
+        if self.models.current().responder.unknown_fraction(text) >= 1.0:
+            return answers.UNKNOWN_WORDS
+        return None
+
+    async def _answer_fixed(self, msg: Incoming, text: str, reply: str) -> Answer:
+        if not text.strip():
+            return Answer(reply, generated=False)
+        async with self._lock_for(msg):
+            saved = await self.db.run(
+                conversations.save_exchange,
+                msg.chat,
+                msg.user,
+                text,
+                reply,
+                turn_external_id=msg.message_id,
+            )
+        return Answer(reply, False, saved.reply_id, saved.turn_id)
+
+    def _history_texts(self, session: Session, msg: Incoming) -> list[str]:
+        """The texts of the last k-1 messages of the chat (since its last /reset), oldest first."""
+        k = self.settings.context_turns - 1
+        chat_id = conversations.find_chat(session, msg.platform, msg.chat_id)
+        if k <= 0 or chat_id is None:
+            return []
+        start = self._context_start.get(_key(msg.platform, msg.chat_id), 0)
+        return [t.text for t in conversations.recent_context(session, chat_id, k) if t.id > start]
+
+    def _lock_for(self, msg: Incoming) -> asyncio.Lock:
+        key = _key(msg.platform, msg.chat_id)
+        lock = self._chat_locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._chat_locks[key] = lock
+        return lock
+
+    # ---- chat commands ---------------------------------------------------------------------------
+
+    async def reset(self, platform: str, chat_id: str | int) -> None:
+        """Start a new context: earlier messages stay stored but no longer feed the model."""
+        last = await self.db.run_read(_last_message_id, platform, chat_id)
+        self._context_start[_key(platform, chat_id)] = last
+
+    async def history(self, platform: str, chat_id: str | int, limit: int = 20) -> list[Turn]:
+        return await self.db.run_read(_recent_turns, platform, chat_id, limit)
+
+    async def forget(self, platform: str, user_id: str | int) -> ForgetResult | None:
+        """Delete everything stored about a user; None when nothing was stored."""
+        return await self.db.run(_forget, platform, user_id)
+
+    async def close(self) -> None:
+        await self.batcher.close()
+
+
+def _key(platform: str, chat_id: str | int) -> tuple[str, str]:
+    return (str(platform), str(chat_id))
+
+
+def _save_turn_only(session: Session, msg: Incoming, text: str) -> int:
+    chat_id = conversations.get_or_create_chat(session, msg.chat)
+    user_id = conversations.get_or_create_user(session, msg.user)
+    return conversations.save_turn(
+        session, chat_id=chat_id, user_id=user_id, text=text, external_id=msg.message_id
+    )
+
+
+def _last_message_id(session: Session, platform: str, chat_id: str | int) -> int:
+    found = conversations.find_chat(session, platform, chat_id)
+    if found is None:
+        return 0
+    last = conversations.recent_context(session, found, 1)
+    return last[-1].id if last else 0
+
+
+def _recent_turns(session: Session, platform: str, chat_id: str | int, limit: int) -> list[Turn]:
+    found = conversations.find_chat(session, platform, chat_id)
+    return [] if found is None else conversations.recent_context(session, found, limit)
+
+
+def _forget(session: Session, platform: str, user_id: str | int) -> ForgetResult | None:
+    found = conversations.find_user(session, platform, user_id)
+    return None if found is None else privacy.forget_user(session, found)

@@ -1,0 +1,86 @@
+"""Which model answers: the active version in the registry, reloaded without a restart.
+
+`ModelSlot.current()` hands out one immutable `LoadedModel` (responder + version name). A batch of
+requests takes one snapshot, so every reply is made by exactly one version and is stored with its
+name. `refresh()` checks the registry and, when another version became active, loads it fully
+before swapping the reference (in-flight batches finish on the old one).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from config import DecodingSettings
+from nlp.responder import Responder
+from storage import model_versions
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    responder: Responder
+    version: str
+
+
+class ModelSlot:
+    def __init__(
+        self,
+        default_dir: Path,
+        decoding: DecodingSettings,
+        db: Database | None = None,
+        check_every_s: float = 2.0,
+    ) -> None:
+        self.default_dir = Path(default_dir)
+        self.decoding = decoding
+        self.db = db
+        self.check_every_s = check_every_s
+        self._lock = threading.Lock()
+        self._last_check = 0.0
+        self._loaded = self._load_active()
+
+    def current(self) -> LoadedModel:
+        """The model in use now; never touches the database (safe on the event loop)."""
+        return self._loaded
+
+    def refresh_if_due(self) -> LoadedModel:
+        """`current()`, after a registry check when the last one is older than `check_every_s`.
+        Blocking: call it from a worker thread."""
+        if time.monotonic() - self._last_check >= self.check_every_s:
+            self.refresh()
+        return self._loaded
+
+    def refresh(self) -> bool:
+        """Switch to the registry's active version if it changed; True when it did."""
+        with self._lock:
+            self._last_check = time.monotonic()
+            active = self._active_in_registry()
+            if active is None or active[0] == self._loaded.version:
+                return False
+            name, path = active
+            try:
+                loaded = LoadedModel(Responder(path, self.decoding), name)
+            except Exception:  # keep answering with the model we have
+                log.exception("could not load model version %s from %s", name, path)
+                return False
+            self._loaded = loaded
+            log.info("now answering with model version %s", name)
+            return True
+
+    def _active_in_registry(self) -> tuple[str, Path] | None:
+        if self.db is None:
+            return None
+        active = self.db.read(model_versions.get_active_version)
+        return None if active is None else (active.name, Path(active.checkpoint_path))
+
+    def _load_active(self) -> LoadedModel:
+        self._last_check = time.monotonic()
+        active = self._active_in_registry()
+        if active is not None:
+            return LoadedModel(Responder(active[1], self.decoding), active[0])
+        return LoadedModel(Responder(self.default_dir, self.decoding), self.default_dir.name)

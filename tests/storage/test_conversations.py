@@ -109,37 +109,49 @@ def test_platform_message_ids_map_back_to_our_messages(database: Database) -> No
         conversations.set_external_id(session, 999_999, 1)
 
 
-@pytest.mark.parametrize("failure", ["database_error", "exception_between_inserts"])
-def test_a_failure_midway_leaves_neither_turn_nor_reply(
-    database: Database, failure: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize("failure", ["reply_rejected_by_database", "crash_after_both_inserts"])
+def test_a_failure_midway_leaves_neither_turn_nor_reply(database: Database, failure: str) -> None:
     with database.begin() as session:
         save_exchange(session, PRIVATE, ALICE, "before", "ok", reply_external_id="taken")
-    before = _count(database, Message)
+    before = (_count(database, Message), _count(database, User), _count(database, Chat))
 
-    if failure == "database_error":
-        # The reply collides with an existing platform id after the turn was inserted.
-        expected: type[Exception] = IntegrityError
-        kwargs = {"reply_external_id": "taken"}
-    else:
-        expected = RuntimeError
+    newcomer = UserRef("telegram", 3003, "New")  # created inside the failing transaction
+    with pytest.raises((IntegrityError, RuntimeError)), database.begin() as session:
+        if failure == "reply_rejected_by_database":
+            # The reply collides with an existing platform id: the turn is already written.
+            save_exchange(session, PRIVATE, newcomer, "lost", "lost", reply_external_id="taken")
+        else:
+            save_exchange(session, PRIVATE, newcomer, "lost turn", "lost reply")
+            raise RuntimeError("the process dies before the commit")
 
-        def broken_save_reply(*args: object, **kw: object) -> int:
-            raise RuntimeError("crash after the turn was written")
-
-        monkeypatch.setattr(conversations, "save_reply", broken_save_reply)
-        kwargs = {}
-    with pytest.raises(expected), database.begin() as session:
-        save_exchange(session, PRIVATE, ALICE, "lost turn", "lost reply", **kwargs)
-    monkeypatch.undo()
-
-    assert _count(database, Message) == before
+    assert (_count(database, Message), _count(database, User), _count(database, Chat)) == before
     with database.begin() as session:
         save_exchange(session, PRIVATE, ALICE, "after", "works")
     with database.session() as session:
         chat_id = conversations.find_chat(session, "telegram", 1001)
         texts = [t.text for t in conversations.chat_history(session, chat_id)]
+        assert conversations.find_user(session, "telegram", 3003) is None
     assert texts == ["before", "ok", "after", "works"]
+
+
+def test_turns_and_replies_can_be_saved_separately(database: Database) -> None:
+    """The bot stores the incoming turn first (it is part of the context), the reply later."""
+    with database.begin() as session:
+        chat_id = conversations.get_or_create_chat(session, PRIVATE)
+        user_id = conversations.get_or_create_user(session, ALICE)
+        turn_id = conversations.save_turn(
+            session, chat_id=chat_id, user_id=user_id, text="hi", external_id=5
+        )
+    with database.begin() as session:
+        reply_id = conversations.save_reply(
+            session, chat_id=chat_id, text="hello", reply_to_id=turn_id, model_version="v1"
+        )
+    with database.session() as session:
+        turns = conversations.chat_history(session, chat_id)
+    assert [(t.id, t.from_bot, t.reply_to_id) for t in turns] == [
+        (turn_id, False, None),
+        (reply_id, True, turn_id),
+    ]
 
 
 WRITERS = 20

@@ -1,8 +1,8 @@
 """A migrated database per test, on SQLite and PostgreSQL, set up the way the app does it.
 
-Running the Alembic upgrade for every test would dominate the suite's time, so each backend is
-migrated once per session into a template (a SQLite file, a PostgreSQL template database) and
-every test gets a fresh copy of it.
+Running the Alembic upgrade for every test would dominate the suite's time on SQLite, so it is
+migrated once per session into a template file that each test copies. On PostgreSQL each test
+gets a fresh schema migrated in the background while the previous test runs.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from storage import schema
 from storage.database import Database
 
 
-def _migrate(url: URL | str) -> None:
+def migrate(url: URL | str) -> None:
     db = Database(url)
     try:
         schema.upgrade(db)
@@ -29,19 +29,8 @@ def _migrate(url: URL | str) -> None:
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "chatbot.db"
-    _migrate(f"sqlite:///{path}")
+    migrate(f"sqlite:///{path}")
     return path
-
-
-@pytest.fixture(scope="session")
-def postgres_template(postgres_server) -> Iterator[str]:
-    url = postgres_server.create_database()
-    try:
-        _migrate(url)
-        yield url.database
-        postgres_server.forget_template(url.database)
-    finally:
-        postgres_server.drop_database(url)
 
 
 @pytest.fixture
@@ -55,7 +44,7 @@ def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> It
         db.dispose()
         return
     server = request.getfixturevalue("postgres_server")
-    url = server.copy_of(request.getfixturevalue("postgres_template"))
+    url = server.prepared(migrate)
     db = Database(url)
     try:
         yield db

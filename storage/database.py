@@ -30,9 +30,11 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings, StorageSettings
+from storage.errors import DatabaseUnavailableError, InvalidDatabaseUrlError
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -42,7 +44,11 @@ _WRITE_OPTION = "chatbot_write_transaction"
 
 def normalize_url(url: str | URL) -> URL:
     """Pick the drivers we ship: psycopg 3 for PostgreSQL, the stdlib sqlite3 for SQLite."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        # Not echoed back: an unparsable URL may still hold a password.
+        raise InvalidDatabaseUrlError(f"the database URL cannot be parsed: {exc}") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
@@ -61,19 +67,29 @@ def create_storage_engine(url: str | URL, storage: StorageSettings | None = None
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _create_sqlite_engine(parsed, storage)
-    return create_engine(
-        parsed,
-        pool_size=storage.pool_size,
-        max_overflow=storage.max_overflow,
-        pool_timeout=storage.pool_timeout,
-        pool_pre_ping=True,
-    )
+    try:
+        return create_engine(
+            parsed,
+            pool_size=storage.pool_size,
+            max_overflow=storage.max_overflow,
+            pool_timeout=storage.pool_timeout,
+            pool_pre_ping=True,
+        )
+    except (NoSuchModuleError, ImportError) as exc:
+        raise InvalidDatabaseUrlError(
+            f"unsupported database URL {parsed.render_as_string()}: {exc}"
+        ) from exc
 
 
 def _create_sqlite_engine(url: URL, storage: StorageSettings) -> Engine:
     path = _sqlite_file(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnavailableError(
+                f"cannot create the directory of the SQLite database {path}: {exc.strerror}"
+            ) from exc
     engine = create_engine(
         url,
         connect_args={"timeout": storage.sqlite_busy_timeout_ms / 1000, "check_same_thread": False},

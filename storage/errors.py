@@ -37,3 +37,11 @@ class MigrationError(StorageError):
 
 class InvalidFeedbackError(StorageError, ValueError):
     """Feedback that is not +1/-1, or on a message that is not the bot's."""
+
+
+class DatabaseUnavailableError(StorageError):
+    """The database server cannot be reached, or the database file cannot be opened."""
+
+
+class InvalidDatabaseUrlError(StorageError, ValueError):
+    """`CHATBOT_DATABASE_URL` is not a URL SQLAlchemy can use with the drivers we ship."""

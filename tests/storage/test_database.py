@@ -14,7 +14,9 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from config import Settings, StorageSettings
+from storage import schema
 from storage.database import Database, normalize_url
+from storage.errors import DatabaseUnavailableError, InvalidDatabaseUrlError
 from storage.models import Chat
 
 
@@ -133,3 +135,33 @@ async def test_async_callers_run_in_a_worker_thread_and_the_loop_keeps_going(
     assert worker_thread != loop_thread
     assert count == 1
     assert ticks >= 10
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "cannot be parsed"),
+        ("mysql://user:secret@host/db", r"unsupported database URL mysql://user:\*\*\*@host/db"),
+    ],
+)
+def test_unusable_urls_are_one_clear_error_without_the_password(url: str, message: str) -> None:
+    with pytest.raises(InvalidDatabaseUrlError, match=message) as error:
+        Database(url)
+    assert "secret" not in str(error.value)
+
+
+def test_an_unreachable_server_is_one_clear_error() -> None:
+    db = Database("postgresql://someone:secret@127.0.0.1:1/none")
+    try:
+        with pytest.raises(DatabaseUnavailableError, match=r"cannot connect to .*:1/none") as error:
+            schema.ensure_schema(db)
+        assert "secret" not in str(error.value)
+    finally:
+        db.dispose()
+
+
+def test_a_sqlite_file_in_an_impossible_place_is_one_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(DatabaseUnavailableError, match="cannot create the directory"):
+        Database(f"sqlite:///{blocker}/sub/chatbot.db")

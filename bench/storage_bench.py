@@ -110,7 +110,7 @@ def _postgres_database(url: URL) -> Iterator[Database]:
 
 
 def _measure(make_db: Any, quick: bool) -> dict[str, float]:
-    single_turns, concurrent_turns = (150, 15) if quick else (1000, 100)
+    single_turns, concurrent_turns = (300, 40) if quick else (1000, 100)
     results: dict[str, float] = {}
     with make_db() as db:
         results["single_writer"] = turns_per_second(db, 1, single_turns)

@@ -32,6 +32,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 from config import Settings, StorageSettings
 from storage.errors import DatabaseUnavailableError, InvalidDatabaseUrlError
@@ -83,20 +84,25 @@ def create_storage_engine(url: str | URL, storage: StorageSettings | None = None
 
 def _create_sqlite_engine(url: URL, storage: StorageSettings) -> Engine:
     path = _sqlite_file(url)
-    if path is not None:
+    connect_args = {"timeout": storage.sqlite_busy_timeout_ms / 1000, "check_same_thread": False}
+    if path is None:
+        # In-memory (tests, tools): one connection shared by every thread, or each thread would
+        # see its own empty database.
+        engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool)
+    else:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DatabaseUnavailableError(
                 f"cannot create the directory of the SQLite database {path}: {exc.strerror}"
             ) from exc
-    engine = create_engine(
-        url,
-        connect_args={"timeout": storage.sqlite_busy_timeout_ms / 1000, "check_same_thread": False},
-        pool_size=storage.pool_size,
-        max_overflow=storage.max_overflow,
-        pool_timeout=storage.pool_timeout,
-    )
+        engine = create_engine(
+            url,
+            connect_args=connect_args,
+            pool_size=storage.pool_size,
+            max_overflow=storage.max_overflow,
+            pool_timeout=storage.pool_timeout,
+        )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -165,3 +165,16 @@ def test_a_sqlite_file_in_an_impossible_place_is_one_clear_error(tmp_path: Path)
     blocker.write_text("not a directory")
     with pytest.raises(DatabaseUnavailableError, match="cannot create the directory"):
         Database(f"sqlite:///{blocker}/sub/chatbot.db")
+
+
+async def test_an_in_memory_database_is_one_database_for_every_thread() -> None:
+    db = Database("sqlite://")
+    try:
+        schema.upgrade(db)
+        schema.ensure_schema(db)
+        await db.run(_add_chat, "from a worker thread")
+        assert await db.run_read(_count_chats) == 1
+        with db.session() as session:
+            assert _count_chats(session) == 1
+    finally:
+        db.dispose()

@@ -13,6 +13,7 @@ import re
 import time
 import weakref
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -23,7 +24,9 @@ from config import DialogueSettings
 from storage import conversations, privacy
 from storage.conversations import ChatRef, SavedExchange, Turn, UserRef
 from storage.database import Database
+from storage.feedback import get_feedback, set_feedback
 from storage.privacy import ForgetResult
+from storage.stats import Counts, counts
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +100,7 @@ class DialogueService:
                 generated = await self.batcher.generate([*history, text])
             except Exception:
                 log.exception("generation failed in chat %s", msg.chat_id)
-                await self.record(msg)  # the person's message is kept all the same
+                await self.db.run(_save_turn_only, msg, text)  # the message is kept all the same
                 return Answer(answers.APOLOGY, generated=False)
             latency_ms = (time.perf_counter() - started) * 1000.0
             reply = generated.reply.text or "…"
@@ -180,6 +183,23 @@ class DialogueService:
     async def close(self) -> None:
         await self.batcher.close()
 
+    # ---- ratings, sent replies, counts (front ends and admin commands) --------------------------
+
+    async def feedback(
+        self, chat: ChatRef, user: UserRef, reply_id: int, value: int
+    ) -> Vote | None:
+        """Store `user`'s 👍 (+1) or 👎 (-1) on our reply `reply_id`; pressing again changes it.
+        None when `reply_id` is not (or no longer: /forget) a bot message of `chat`."""
+        return await self.db.run(_vote, chat, user, reply_id, value)
+
+    async def mark_sent(self, reply_id: int, external_id: str | int) -> None:
+        """Record the platform's id of a reply once it is sent, so a later "reply to" maps back."""
+        await self.db.run(conversations.set_external_id, reply_id, external_id)
+
+    async def stats(self, platform: str | None = None, since: datetime | None = None) -> Counts:
+        """Users, chats, messages, ratings and mean latency (of `platform`, since `since`)."""
+        return await self.db.run_read(counts, platform=platform, since=since)
+
 
 def _key(platform: str, chat_id: str | int) -> tuple[str, str]:
     return (str(platform), str(chat_id))
@@ -209,3 +229,25 @@ def _recent_turns(session: Session, platform: str, chat_id: str | int, limit: in
 def _forget(session: Session, platform: str, user_id: str | int) -> ForgetResult | None:
     found = conversations.find_user(session, platform, user_id)
     return None if found is None else privacy.forget_user(session, found)
+
+
+@dataclass(frozen=True)
+class Vote:
+    reply_id: int
+    value: int
+    previous: int | None  # the user's earlier vote on this reply, if any
+
+    @property
+    def changed(self) -> bool:
+        return self.previous != self.value
+
+
+def _vote(session: Session, chat: ChatRef, user: UserRef, reply_id: int, value: int) -> Vote | None:
+    turn = conversations.get_turn(session, reply_id)
+    chat_id = conversations.find_chat(session, chat.platform, chat.external_id)
+    if turn is None or not turn.from_bot or chat_id is None or turn.chat_id != chat_id:
+        return None  # also refuses a crafted callback that names another chat's reply
+    user_id = conversations.get_or_create_user(session, user)
+    previous = get_feedback(session, reply_id, user_id)
+    set_feedback(session, reply_id, user_id, value)
+    return Vote(reply_id, value, previous)

@@ -90,6 +90,15 @@ class TelegramSettings(BaseModel):
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     rate_limit_messages: int = 20  # per user ...
     rate_limit_seconds: float = 60.0  # ... in this many seconds
+    # `chatbot telegram`: webhook secret (env CHATBOT_TELEGRAM__WEBHOOK_SECRET_TOKEN), Bot API I/O.
+    webhook_secret_token: SecretStr | None = None
+    poll_timeout_seconds: int = Field(10, ge=0)  # getUpdates long poll
+    request_timeout_seconds: float = Field(10.0, gt=0)  # connect/read/write/pool, per request
+    flood_messages_per_second: float = Field(30.0, ge=0)  # outgoing, whole bot; 0 turns it off
+    flood_group_messages_per_minute: float = Field(20.0, ge=0)  # outgoing, per group; 0: off
+    flood_max_retries: int = Field(3, ge=0)  # retries after a 429 RetryAfter
+    send_retries: int = Field(2, ge=0)  # retries of a reply after a 5xx or a timeout
+    send_retry_delay_seconds: float = Field(0.5, ge=0)  # doubled after each retry
 
     @field_validator("admin_ids", mode="before")
     @classmethod

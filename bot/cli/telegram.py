@@ -1,0 +1,128 @@
+"""`chatbot telegram`: run the Telegram bot (long polling; a webhook with `--webhook-url`).
+
+The token comes from `CHATBOT_TELEGRAM_TOKEN` (environment or `.env`) and nowhere else: a command
+line argument would show in `ps` and shell history. Missing or malformed, it is one line on
+stderr and exit 2, never echoed. Both modes stop cleanly on SIGINT and SIGTERM (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import signal
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from bot.cli.errors import CliError
+from config import Settings
+
+if TYPE_CHECKING:  # the Telegram stack loads only when this command runs
+    from bot.app import App
+    from bot.telegram.redaction import RedactSecrets
+    from bot.telegram.webhook import WebhookConfig
+
+log = logging.getLogger(__name__)
+
+# What BotFather issues: the bot's numeric id, a colon, 35 URL-safe characters.
+TOKEN_FORMAT = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{30,100}$")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SECRET_ENV = "CHATBOT_TELEGRAM__WEBHOOK_SECRET_TOKEN"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "telegram",
+        help="run the Telegram bot",
+        description="Serve the bot on Telegram: long polling by default, or a webhook with "
+        "--webhook-url. Token: CHATBOT_TELEGRAM_TOKEN; another Bot API server: "
+        "CHATBOT_TELEGRAM_BASE_URL; admins: CHATBOT_ADMIN_IDS.",
+    )
+    p.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="public HTTPS URL Telegram posts updates to (without it: long polling)",
+    )
+    p.add_argument("--listen", default="127.0.0.1", metavar="HOST", help="webhook server address")
+    p.add_argument("--port", type=int, default=8080, help="webhook server port (default 8080)")
+    p.add_argument(
+        "--url-path", metavar="PATH", help="path served locally (default: the webhook URL's path)"
+    )
+    p.add_argument(
+        "--secret-token",
+        metavar="TOKEN",
+        help=f"webhook secret Telegram must send (default: {SECRET_ENV}; prefer the variable, "
+        "an argument shows in `ps`)",
+    )
+    p.set_defaults(run=run, log_level=logging.INFO)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.telegram import redaction
+
+    token = checked_token(settings)
+    webhook = webhook_config(args, settings)
+    redactor = redaction.install([token, webhook.secret_token if webhook else ""])
+
+    from bot.app import build_app
+
+    app = build_app(settings)
+    return asyncio.run(_serve(app, webhook, redactor))
+
+
+def checked_token(settings: Settings) -> str:
+    secret = settings.telegram.token
+    if secret is None or not secret.get_secret_value().strip():
+        raise CliError("no Telegram bot token: set CHATBOT_TELEGRAM_TOKEN (environment or .env)")
+    token = secret.get_secret_value().strip()
+    if not TOKEN_FORMAT.match(token):
+        raise CliError(
+            "CHATBOT_TELEGRAM_TOKEN is malformed: expected <bot id>:<secret> as BotFather issues "
+            "it (digits, a colon, 35 letters, digits, '-' or '_')"
+        )
+    return token
+
+
+def webhook_config(args: argparse.Namespace, settings: Settings) -> WebhookConfig | None:
+    from bot.telegram.webhook import SECRET_TOKEN_FORMAT, WebhookConfig
+
+    if not args.webhook_url:
+        return None
+    url = urlsplit(args.webhook_url)
+    if url.scheme not in ("https", "http") or not url.hostname:
+        raise CliError(f"--webhook-url must be an absolute https:// URL, not {args.webhook_url!r}")
+    configured = settings.telegram.webhook_secret_token
+    secret = args.secret_token or (configured.get_secret_value() if configured else "")
+    if not secret:
+        raise CliError(f"webhook mode needs a secret token: set {SECRET_ENV} or --secret-token")
+    if not SECRET_TOKEN_FORMAT.match(secret):
+        raise CliError("the webhook secret token must be 1-256 characters A-Z, a-z, 0-9, _ or -")
+    return WebhookConfig(args.webhook_url, secret, args.listen, args.port, args.url_path)
+
+
+async def _serve(app: App, webhook: WebhookConfig | None, redactor: RedactSecrets) -> int:
+    from telegram.error import InvalidToken, TelegramError
+
+    from bot.telegram import build_application, running
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        application = build_application(app, polling=webhook is None)
+        async with running(application, webhook):
+            await stop.wait()
+            log.info("stopping: finishing the updates in progress")
+    except InvalidToken:
+        raise CliError("Telegram refused the bot token: check CHATBOT_TELEGRAM_TOKEN") from None
+    except TelegramError as exc:
+        where = app.settings.telegram.base_url
+        raise CliError(redactor.redact(f"Bot API at {where}: {exc}")) from None
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+        await app.close()
+    log.info("stopped")
+    return 0

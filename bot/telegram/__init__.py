@@ -1,0 +1,15 @@
+"""The Telegram front end: a python-telegram-bot v22 `Application` around the dialogue service.
+
+One module per job: `application` (builds the Application and registers every handler),
+`handlers` (messages and the plain commands), `groups` (is a group message meant for the bot?),
+`feedback` (👍/👎 buttons), `forget` (/forget with confirmation), `admin` (/status, /stats),
+`rate_limit` (per-user sliding window), `sending` (typing indicator, splitting, retries),
+`errors` (the one error handler), `webhook` (the webhook server and its health endpoint),
+`runner` (start and stop in polling or webhook mode), `redaction` (no token in any log line),
+`state` (what the handlers share, kept in `application.bot_data`), `texts` (what the bot says).
+"""
+
+from bot.telegram.application import build_application
+from bot.telegram.runner import running
+
+__all__ = ["build_application", "running"]

@@ -1,0 +1,143 @@
+"""Build the PTB `Application` for an `App`: Bot API endpoint, flood control, every handler.
+
+Updates are processed concurrently (`concurrent_updates`): chats run in parallel and their
+decodes are micro-batched; the dialogue service keeps the messages of one chat in order itself.
+Outgoing requests go through PTB's `AIORateLimiter`, which paces them under Telegram's flood limits
+and retries a 429 after the `retry_after` Telegram asks for.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram.error import TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from bot.app import App
+from bot.telegram import admin, feedback, forget, handlers
+from bot.telegram.errors import on_error
+from bot.telegram.groups import COMMAND_FOR_THIS_BOT
+from bot.telegram.rate_limit import SlidingWindowLimiter
+from bot.telegram.state import BotState, attach
+from config import TelegramSettings
+
+log = logging.getLogger(__name__)
+
+PUBLIC_COMMANDS = (
+    BotCommand("start", "who I am and what I keep about you"),
+    BotCommand("help", "what I can do"),
+    BotCommand("reset", "start a new conversation"),
+    BotCommand("forget", "delete everything stored about you"),
+)
+ADMIN_COMMANDS = (
+    BotCommand("status", "model version, uptime, counts"),
+    BotCommand("stats", "usage numbers"),
+)
+
+
+def file_url(base_url: str) -> str:
+    """The file endpoint next to `base_url`: `https://api.telegram.org/bot` -> `.../file/bot`."""
+    head, sep, tail = base_url.rstrip("/").rpartition("/")
+    return f"{head}/file/{tail}" if sep else f"{base_url}/file"
+
+
+def build_application(app: App, *, polling: bool = True) -> Application:
+    """The Application, handlers registered, the `App` in `bot_data`. Without `polling` it has
+    no Updater: a webhook server puts updates into `application.update_queue` instead."""
+    settings = app.settings.telegram
+    if settings.token is None:
+        raise ValueError("no Telegram token in the settings")
+    timeout = settings.request_timeout_seconds
+    builder = (
+        ApplicationBuilder()
+        .token(settings.token.get_secret_value())
+        .base_url(settings.base_url)
+        .base_file_url(file_url(settings.base_url))
+        .rate_limiter(
+            AIORateLimiter(
+                overall_max_rate=settings.flood_messages_per_second,
+                group_max_rate=settings.flood_group_messages_per_minute,
+                max_retries=settings.flood_max_retries,
+            )
+        )
+        .concurrent_updates(True)
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .write_timeout(timeout)
+        .pool_timeout(timeout)
+        .get_updates_connect_timeout(timeout)
+        .get_updates_read_timeout(timeout)
+        .job_queue(None)
+    )
+    if not polling:
+        builder = builder.updater(None)
+    application = builder.build()
+    limiter = SlidingWindowLimiter(settings.rate_limit_messages, settings.rate_limit_seconds)
+    attach(application.bot_data, BotState(app=app, limiter=limiter))
+    add_handlers(application)
+    return application
+
+
+def add_handlers(application: Application) -> None:
+    new_message = filters.UpdateType.MESSAGE  # edits and channel posts fall through to `ignored`
+    command = new_message & COMMAND_FOR_THIS_BOT
+    for name, callback in (
+        ("start", handlers.start),
+        ("help", handlers.help_command),
+        ("reset", handlers.reset),
+        ("forget", forget.ask),
+        ("status", admin.status),
+        ("stats", admin.stats),
+    ):
+        application.add_handler(CommandHandler(name, callback, filters=command))
+    application.add_handler(CallbackQueryHandler(feedback.on_feedback, pattern=feedback.PATTERN))
+    application.add_handler(CallbackQueryHandler(forget.on_answer, pattern=forget.PATTERN))
+    application.add_handler(CallbackQueryHandler(_stale_button))
+    application.add_handler(
+        MessageHandler(
+            new_message & filters.COMMAND & filters.ChatType.PRIVATE, handlers.unknown_command
+        )
+    )
+    application.add_handler(
+        MessageHandler(new_message & filters.TEXT & ~filters.COMMAND, handlers.on_text)
+    )
+    application.add_handler(
+        MessageHandler(
+            new_message & ~filters.TEXT & ~filters.StatusUpdate.ALL, handlers.on_not_text
+        )
+    )
+    application.add_handler(TypeHandler(Update, handlers.ignored))
+    application.add_error_handler(on_error)
+
+
+async def _stale_button(update: Update, context: object) -> None:
+    """A button we no longer understand (an old keyboard): stop the client's spinner."""
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+
+
+async def publish_commands(application: Application, settings: TelegramSettings) -> None:
+    """The command menu (`setMyCommands`); admins get theirs added in their private chat."""
+    bot = application.bot
+    try:
+        await bot.set_my_commands(PUBLIC_COMMANDS)
+    except TelegramError as exc:  # the menu is a convenience: the bot works without it
+        log.warning("could not set the command menu: %s", exc)
+        return
+    for admin_id in settings.admin_ids:
+        try:
+            await bot.set_my_commands(
+                PUBLIC_COMMANDS + ADMIN_COMMANDS, scope=BotCommandScopeChat(admin_id)
+            )
+        except TelegramError as exc:  # e.g. the admin never opened a chat with the bot
+            log.info("no admin command menu for %s: %s", admin_id, exc)

@@ -1,0 +1,87 @@
+"""/forget: ask first (inline Yes/No), then delete everything stored about the person and say
+how much went.
+
+The buttons name the user who asked (`forget:yes:<user id>`): in a group only that person's press
+counts, so nobody can erase someone else. After an answer the buttons are removed, which makes a
+second press on the same question impossible.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest
+from telegram.ext import ContextTypes
+
+from bot.telegram import texts
+from bot.telegram.sending import send_text
+from bot.telegram.state import PLATFORM, bot_state
+from storage.privacy import ForgetResult
+
+log = logging.getLogger(__name__)
+
+PATTERN = re.compile(r"^forget:(yes|no):(\d+)$")
+
+
+def confirm_keyboard(user_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(texts.FORGET_YES, callback_data=f"forget:yes:{user_id}"),
+                InlineKeyboardButton(texts.FORGET_NO, callback_data=f"forget:no:{user_id}"),
+            ]
+        ]
+    )
+
+
+async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
+        return
+    await message.reply_text(texts.FORGET_ASK, reply_markup=confirm_keyboard(user.id))
+
+
+async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    match = PATTERN.match(query.data)
+    assert match is not None
+    if int(match[2]) != query.from_user.id:
+        await query.answer(texts.NOT_YOURS, show_alert=True)
+        return
+    state = bot_state(context)
+    if match[1] == "yes":
+        result = await state.service.forget(PLATFORM, query.from_user.id)
+        done = texts.FORGET_NOTHING if result is None else done_text(result)
+    else:
+        done = texts.FORGET_CANCELLED
+    await query.answer()
+    try:
+        await query.edit_message_reply_markup(None)
+    except BadRequest as exc:  # already removed (a double press): the answer below still goes
+        log.debug("could not remove the /forget buttons: %s", exc)
+    if query.message is not None:
+        await send_text(
+            context.bot,
+            query.message.chat.id,
+            done,
+            retries=state.settings.send_retries,
+            delay_seconds=state.settings.send_retry_delay_seconds,
+        )
+
+
+def done_text(result: ForgetResult) -> str:
+    counts = [
+        _plural(result.messages, "message"),
+        _plural(result.bot_replies, "reply", "replies") + " of mine",
+        _plural(result.feedback, "rating"),
+    ]
+    if result.taught_pairs:
+        counts.append(_plural(result.taught_pairs, "taught reply", "taught replies"))
+    return texts.FORGET_DONE.format(counts=", ".join(counts))
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"

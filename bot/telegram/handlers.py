@@ -1,0 +1,155 @@
+"""Messages and the plain commands: small async callbacks in PTB's style.
+
+The path of a text message: is it meant for the bot (`groups`)? If not, store it as dialogue
+between people and stop. Within the person's rate limit? If not, "slow down" once. Otherwise
+show "typing…", let the dialogue service store the message, generate and store the reply, then
+send the reply with 👍/👎 and record Telegram's id of it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.exc import SQLAlchemyError
+from telegram import InlineKeyboardMarkup, Message, Update, User
+from telegram.ext import ContextTypes
+
+from bot import answers
+from bot.dialogue import Answer, Incoming
+from bot.telegram import texts
+from bot.telegram.feedback import feedback_keyboard
+from bot.telegram.groups import chat_kind, is_addressed, is_group, without_mention
+from bot.telegram.rate_limit import Decision
+from bot.telegram.sending import send_text, typing
+from bot.telegram.state import PLATFORM, BotState, bot_state
+from storage.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+
+async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    message, user = update.effective_message, update.effective_user
+    if message is None:
+        return
+    name = user.first_name if user is not None else "there"
+    await message.reply_text(texts.START.format(name=name, bot=context.bot.username))
+
+
+async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    message, user = update.effective_message, update.effective_user
+    if message is None:
+        return
+    admin = user is not None and bot_state(context).is_admin(user.id)
+    await message.reply_text(texts.HELP + (texts.ADMIN_HELP if admin else ""))
+
+
+async def reset(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    message = update.effective_message
+    if message is None:
+        return
+    await bot_state(context).service.reset(PLATFORM, message.chat.id)
+    await message.reply_text(texts.RESET)
+
+
+async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if update.message is not None:
+        await update.message.reply_text(texts.UNKNOWN_COMMAND)
+
+
+async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    message, user = update.message, update.effective_user
+    if message is None or message.text is None or user is None or user.is_bot:
+        return
+    state = bot_state(context)
+    if not is_addressed(message, context.bot):
+        await state.service.record(incoming(message, user, message.text))
+        return
+    if not await _admitted(state, context, message, user):
+        return
+    text = without_mention(message, context.bot) if is_group(message.chat) else message.text
+    async with typing(context.bot, message.chat.id):
+        answer = await state.service.respond(incoming(message, user, text))
+    await deliver(state, context, message, answer)
+
+
+async def on_not_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Stickers, photos, voice, documents, locations…: a short note where the bot is addressed."""
+    message, user = update.message, update.effective_user
+    if message is None or user is None or user.is_bot or not is_addressed(message, context.bot):
+        return
+    state = bot_state(context)
+    if await _admitted(state, context, message, user):
+        await _send(state, context, message.chat.id, answers.NOT_TEXT)
+
+
+async def ignored(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Edited messages, channel posts, membership changes, commands for other bots…"""
+    log.debug("ignored update %s (%s)", update.update_id, _kind(update))
+
+
+def incoming(message: Message, user: User, text: str) -> Incoming:
+    chat = message.chat
+    return Incoming(
+        platform=PLATFORM,
+        chat_id=chat.id,
+        user_id=user.id,
+        text=text,
+        user_name=user.full_name,
+        chat_kind=chat_kind(chat),
+        chat_title=chat.title,
+        message_id=message.message_id,
+    )
+
+
+async def deliver(
+    state: BotState, context: ContextTypes.DEFAULT_TYPE, message: Message, answer: Answer
+) -> None:
+    """Send a stored answer (with 👍/👎) and record the id Telegram gave it."""
+    sent = await _send(
+        state,
+        context,
+        message.chat.id,
+        answer.text,
+        reply_markup=None if answer.reply_id is None else feedback_keyboard(answer.reply_id),
+        reply_to=message.message_id if is_group(message.chat) else None,
+    )
+    if sent is None or answer.reply_id is None:
+        return
+    try:
+        await state.service.mark_sent(answer.reply_id, sent.message_id)
+    except (StorageError, SQLAlchemyError) as exc:  # bookkeeping only: the reply went out
+        log.warning("could not record the Telegram id of reply %s: %s", answer.reply_id, exc)
+
+
+async def _admitted(
+    state: BotState, context: ContextTypes.DEFAULT_TYPE, message: Message, user: User
+) -> bool:
+    decision = state.limiter.check(user.id)
+    if decision is Decision.WARN:
+        await _send(state, context, message.chat.id, answers.SLOW_DOWN)
+    return decision is Decision.ALLOW
+
+
+async def _send(
+    state: BotState,
+    context: ContextTypes.DEFAULT_TYPE,
+    chat_id: int,
+    text: str,
+    *,
+    reply_markup: InlineKeyboardMarkup | None = None,
+    reply_to: int | None = None,
+) -> Message | None:
+    return await send_text(
+        context.bot,
+        chat_id,
+        text,
+        reply_markup=reply_markup,
+        reply_to=reply_to,
+        retries=state.settings.send_retries,
+        delay_seconds=state.settings.send_retry_delay_seconds,
+    )
+
+
+def _kind(update: Update) -> str:
+    """The update's type, e.g. "edited_message" (the one field besides `update_id`)."""
+    return next((key for key in update.to_dict() if key != "update_id"), "empty")

@@ -1,0 +1,53 @@
+"""What every handler shares, kept in `application.bot_data` (PTB's place for it), not globals."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from telegram.ext import Application, CallbackContext
+
+from bot.app import App
+from bot.dialogue import DialogueService
+from bot.telegram.rate_limit import SlidingWindowLimiter
+from config import TelegramSettings
+
+PLATFORM = "telegram"
+_KEY = "chatbot"
+
+
+@dataclass
+class BotState:
+    app: App
+    limiter: SlidingWindowLimiter
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def service(self) -> DialogueService:
+        return self.app.service
+
+    @property
+    def settings(self) -> TelegramSettings:
+        return self.app.settings.telegram
+
+    def is_admin(self, user_id: int) -> bool:
+        return user_id in self.settings.admin_ids
+
+    def uptime_seconds(self) -> float:
+        return time.monotonic() - self.started_at
+
+
+def attach(bot_data: dict[Any, Any], state: BotState) -> None:
+    bot_data[_KEY] = state
+
+
+def bot_state(context: CallbackContext[Any, Any, Any, Any]) -> BotState:
+    """The state, from a handler's context."""
+    state: BotState = context.bot_data[_KEY]
+    return state
+
+
+def bot_state_of(application: Application[Any, Any, Any, Any, Any, Any]) -> BotState:
+    state: BotState = application.bot_data[_KEY]
+    return state

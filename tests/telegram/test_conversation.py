@@ -1,0 +1,98 @@
+"""A private chat end to end: getUpdates long polling over HTTP, the real Application, the tiny
+trained model, a real database (SQLite, and PostgreSQL for the first test)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.telegram import texts
+from bot.telegram.application import PUBLIC_COMMANDS
+from tests.telegram.harness import ANN, Harness, buttons
+
+GREETING_REPLY = "Hi there!"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_hello_gets_exactly_one_reply_and_both_turns_are_stored(bot: Harness) -> None:
+    update = bot.fake.say(ANN, "hello")
+    [reply] = await bot.fake.wait_for_message(ANN["id"])
+    await bot.settle()
+
+    assert reply["text"] == GREETING_REPLY
+    assert len(bot.fake.sent(ANN["id"])) == 1
+    assert [b["text"] for b in buttons(reply)] == ["👍", "👎"]
+    turn, answer = bot.turns(ANN["id"])
+    assert (turn.text, turn.from_bot) == ("hello", False)
+    assert turn.external_id == str(update["message"]["message_id"])
+    assert (answer.text, answer.from_bot, answer.reply_to_id) == (GREETING_REPLY, True, turn.id)
+    assert answer.external_id == str(reply["message_id"])
+    assert buttons(reply)[0]["callback_data"] == f"fb:+1:{answer.id}"
+
+
+async def test_a_typing_indicator_is_shown_before_the_reply(bot: Harness) -> None:
+    bot.fake.say(ANN, "how are you?")
+    await bot.fake.wait_for_message(ANN["id"])
+    [typing] = await bot.fake.wait_for("sendChatAction")
+    [sent] = bot.fake.calls_to("sendMessage")
+
+    assert typing.params == {"chat_id": ANN["id"], "action": "typing"}
+    assert typing.at <= sent.at
+    assert sent.params["text"] == "I am fine, thanks."
+
+
+async def test_commands_are_published_with_set_my_commands(bot: Harness) -> None:
+    default_scope = json.dumps({"type": "default"}, sort_keys=True)
+
+    assert [c["command"] for c in bot.fake.commands[default_scope]] == [
+        c.command for c in PUBLIC_COMMANDS
+    ]
+
+
+async def test_start_greets_says_what_the_bot_does_and_what_it_keeps(bot: Harness) -> None:
+    bot.fake.say(ANN, "/start")
+    [reply] = await bot.fake.wait_for_message(ANN["id"])
+
+    assert reply["text"].startswith("Hi Ann!")
+    assert "Privacy" in reply["text"] and "/forget" in reply["text"]
+    assert "@tiny_test_bot" in reply["text"]
+    await bot.settle()
+    assert bot.turns(ANN["id"]) == []  # commands are not dialogue
+
+
+async def test_help_lists_the_commands_but_not_the_admin_ones(bot: Harness) -> None:
+    bot.fake.say(ANN, "/help")
+    [reply] = await bot.fake.wait_for_message(ANN["id"])
+
+    assert reply["text"] == texts.HELP
+    assert "/status" not in reply["text"]
+
+
+async def test_reset_starts_a_new_context_for_this_chat_and_keeps_the_stored_turns(
+    bot: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resets: list[tuple[str, int]] = []
+    real_reset = bot.app.service.reset
+
+    async def spy(platform: str, chat_id: int) -> None:
+        resets.append((platform, chat_id))
+        await real_reset(platform, chat_id)
+
+    monkeypatch.setattr(bot.app.service, "reset", spy)
+    bot.fake.say(ANN, "hello")
+    await bot.fake.wait_for_message(ANN["id"], 1)
+    bot.fake.say(ANN, "/reset")
+    [_, reset] = await bot.fake.wait_for_message(ANN["id"], 2)
+    await bot.settle()
+
+    assert reset["text"] == texts.RESET
+    assert resets == [("telegram", ANN["id"])]
+    assert [t.text for t in bot.turns(ANN["id"])] == ["hello", GREETING_REPLY]
+
+
+async def test_an_unknown_command_gets_a_pointer_to_help(bot: Harness) -> None:
+    bot.fake.say(ANN, "/dance")
+    [reply] = await bot.fake.wait_for_message(ANN["id"])
+
+    assert reply["text"] == texts.UNKNOWN_COMMAND

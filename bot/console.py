@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
+import signal
 import sys
 from typing import TextIO
 
@@ -34,10 +34,15 @@ class ConsoleChat:
 
     async def run(self) -> int:
         if self.interactive:
+            # asyncio.run() turns the first Ctrl-C into a task cancellation, which a blocking
+            # input() never notices; a plain KeyboardInterrupt ends the prompt at once.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             self._print("Chatbot console. /help lists the commands, /quit leaves.")
         while True:
             try:
-                line = await asyncio.to_thread(self._read_line)
+                # Read on this thread: Ctrl-C must interrupt input(), which a worker thread's
+                # input() would not see. Nothing else runs on the loop while the user types.
+                line = self._read_line()
             except (EOFError, KeyboardInterrupt):
                 break
             if line is None:

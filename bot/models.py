@@ -42,6 +42,7 @@ class ModelSlot:
         self.check_every_s = check_every_s
         self._lock = threading.Lock()
         self._last_check = 0.0
+        self._failed: str | None = None  # a version that would not load is not retried
         self._loaded = self._load_active()
 
     def current(self) -> LoadedModel:
@@ -60,13 +61,14 @@ class ModelSlot:
         with self._lock:
             self._last_check = time.monotonic()
             active = self._active_in_registry()
-            if active is None or active[0] == self._loaded.version:
+            if active is None or active[0] in (self._loaded.version, self._failed):
                 return False
             name, path = active
             try:
                 loaded = LoadedModel(Responder(path, self.decoding), name)
             except Exception:  # keep answering with the model we have
                 log.exception("could not load model version %s from %s", name, path)
+                self._failed = name
                 return False
             self._loaded = loaded
             log.info("now answering with model version %s", name)

@@ -118,3 +118,37 @@ def empty_database_url(
         yield url
     finally:
         server.drop_schema(url)
+
+
+# ---- a tiny trained model, shared by the nlp, cli and bot tests ------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> None:
+    """Tiny models run fastest on one thread, and tests then don't fight a background job."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_pairs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.support.tiny_model import write_pairs
+
+    return write_pairs(tmp_path_factory.mktemp("data") / "pairs.tsv")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_pairs_file: Path) -> Path:
+    from tests.support.tiny_model import train_tiny
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    train_tiny(out, tiny_pairs_file)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_pairs() -> list[tuple[str, str]]:
+    from tests.support.tiny_model import TINY_PAIRS
+
+    return TINY_PAIRS

@@ -43,4 +43,8 @@ def run_chat(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await app.close()
 
-    return asyncio.run(chat())
+    try:
+        return asyncio.run(chat())
+    except KeyboardInterrupt:  # Ctrl-C while a reply was being generated
+        print("\nBye!")
+        return 0

@@ -1,0 +1,150 @@
+import asyncio
+
+import pytest
+from sqlalchemy import func, select
+
+from bot import answers
+from bot.dialogue import DialogueService, Incoming
+from bot.models import ModelSlot
+from config import DialogueSettings
+from storage import conversations
+from storage.database import Database
+from storage.models import Message
+
+
+def _msg(text: str, chat: str = "c1", user: str = "u1", **kw: object) -> Incoming:
+    return Incoming("console", chat, user, text, **kw)  # type: ignore[arg-type]
+
+
+def _messages(db: Database) -> list[tuple[str, bool, str | None]]:
+    with db.session() as s:
+        rows = s.execute(
+            select(Message.text, Message.from_bot, Message.model_version).order_by(Message.id)
+        ).all()
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+async def test_a_message_gets_a_generated_reply_and_both_turns_are_stored(
+    service: DialogueService, db: Database
+) -> None:
+    answer = await service.respond(_msg("hello", message_id=42))
+    assert answer.text == "Hi there!" and answer.generated
+    assert answer.model_version == "tiny" and answer.latency_ms > 0
+    assert _messages(db) == [("hello", False, None), ("Hi there!", True, "tiny")]
+    with db.session() as s:
+        reply = conversations.get_turn(s, answer.reply_id)
+        turn = conversations.get_turn(s, answer.turn_id)
+    assert reply.reply_to_id == turn.id and turn.external_id == "42"
+    assert reply.latency_ms == pytest.approx(answer.latency_ms)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("x" * 201, answers.TOO_LONG.format(limit=200)),
+        ("😀 !!! ???", answers.NO_WORDS),
+        ("qwzx plorfy", answers.UNKNOWN_WORDS),
+    ],
+)
+async def test_bad_input_gets_a_fixed_answer_and_is_kept(
+    service: DialogueService, db: Database, text: str, expected: str
+) -> None:
+    answer = await service.respond(_msg(text))
+    assert answer.text == expected and not answer.generated
+    assert _messages(db) == [(text, False, None), (expected, True, None)]
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t", "\x00"])
+async def test_empty_input_gets_a_fixed_answer_and_nothing_is_stored(
+    service: DialogueService, db: Database, text: str
+) -> None:
+    answer = await service.respond(_msg(text))
+    assert answer.text == answers.EMPTY and not answer.generated
+    assert _messages(db) == []
+
+
+async def test_nul_characters_are_dropped_not_fatal(service: DialogueService, db: Database) -> None:
+    answer = await service.respond(_msg("hel\x00lo"))
+    assert answer.text == "Hi there!"
+    assert _messages(db)[0][0] == "hello"
+
+
+async def test_messages_of_one_chat_are_stored_in_order(
+    service: DialogueService, db: Database
+) -> None:
+    texts = ["hello", "how are you?", "bye", "thank you", "good night", "who made you?"]
+    await asyncio.gather(*(service.respond(_msg(t)) for t in texts))
+    stored = [text for text, from_bot, _ in _messages(db) if not from_bot]
+    assert stored == texts
+    assert [from_bot for _, from_bot, _ in _messages(db)] == [False, True] * len(texts)
+
+
+async def test_many_chats_are_answered_in_shared_batches(
+    service: DialogueService, db: Database
+) -> None:
+    seen: list[int] = []
+    generate = service.batcher._decode
+
+    async def spy(batch):  # type: ignore[no-untyped-def]
+        seen.append(len(batch))
+        await generate(batch)
+
+    service.batcher._decode = spy  # type: ignore[method-assign]
+    replies = await asyncio.gather(
+        *(service.respond(_msg("how are you?", chat=f"chat{i}")) for i in range(16))
+    )
+    assert {r.text for r in replies} == {"I am fine, thanks."}
+    assert max(seen) > 1 and sum(seen) == 16
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Message)) == 32
+
+
+async def test_context_is_the_recent_turns_since_the_last_reset(
+    service: DialogueService,
+) -> None:
+    contexts: list[list[str]] = []
+    generate = service.batcher.generate
+
+    async def spy(context):  # type: ignore[no-untyped-def]
+        contexts.append(list(context))
+        return await generate(context)
+
+    service.batcher.generate = spy  # type: ignore[method-assign]
+    await service.respond(_msg("hello"))
+    await service.respond(_msg("how are you?"))
+    await service.reset("console", "c1")
+    await service.respond(_msg("bye"))
+    assert contexts == [["hello"], ["hello", "Hi there!", "how are you?"], ["bye"]]
+
+
+async def test_a_failing_model_gets_an_apology_and_the_message_is_kept(
+    db: Database, models: ModelSlot
+) -> None:
+    def broken(contexts):  # type: ignore[no-untyped-def]
+        raise RuntimeError("decoder on fire")
+
+    models.current().responder.generate = broken  # type: ignore[method-assign]
+    service = DialogueService(db, models, DialogueSettings())
+    try:
+        answer = await service.respond(_msg("hello"))
+        assert answer.text == answers.APOLOGY and not answer.generated
+        assert _messages(db) == [("hello", False, None)]
+    finally:
+        await service.close()
+
+
+async def test_group_messages_can_be_recorded_without_an_answer(
+    service: DialogueService, db: Database
+) -> None:
+    assert await service.record(_msg("just chatting", chat_kind="group")) is not None
+    assert await service.record(_msg("   ")) is None
+    assert _messages(db) == [("just chatting", False, None)]
+
+
+async def test_forget_removes_the_users_rows_only(service: DialogueService, db: Database) -> None:
+    await service.respond(_msg("hello", chat="g", user="alice", chat_kind="group"))
+    await service.respond(_msg("bye", chat="g", user="bob", chat_kind="group"))
+    result = await service.forget("console", "alice")
+    assert result is not None and result.messages >= 1
+    assert [t for t, _, _ in _messages(db)] == ["bye", "Goodbye, see you soon!"]
+    assert await service.forget("console", "nobody") is None

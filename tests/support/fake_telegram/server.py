@@ -72,6 +72,7 @@ class FakeTelegram:
             "supports_inline_queries": False,
         }
         self.calls: list[ApiCall] = []
+        self.listeners: list[Callable[[ApiCall], None]] = []  # told of every call (benchmarks)
         self.commands: dict[str, list[JSON]] = {}  # scope (JSON text) -> commands
         self.webhook: JSON | None = None
         self.chats: dict[int, JSON] = {}
@@ -293,7 +294,10 @@ class FakeTelegram:
                 self._notify()
                 raise
         response = self._injected_fault(method) or await self._dispatch(method, params)
-        self.calls.append(ApiCall(method, params, response.status))
+        call = ApiCall(method, params, response.status)
+        self.calls.append(call)
+        for listener in self.listeners:
+            listener(call)
         self._notify()
         return response
 

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format chat train-default bench clean
+.PHONY: help install test lint format chat telegram db-upgrade train-default bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -17,6 +17,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+chat: install db-upgrade ## set everything up and chat in the console with the shipped model
+	$(BIN)/chatbot chat
+
+telegram: install db-upgrade ## run the Telegram bot (needs CHATBOT_TELEGRAM_TOKEN, e.g. in .env)
+	$(BIN)/chatbot telegram
+
+db-upgrade: install ## create or migrate the local database (SQLite in data/ by default)
+	$(BIN)/chatbot db upgrade >/dev/null
 
 test: install ## run the test suite (SQLite + PostgreSQL, fake Telegram API, tiny models)
 	$(BIN)/pytest -q

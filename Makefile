@@ -38,8 +38,10 @@ format: install ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-train-default: install ## retrain models/default on chitchat-dataset (about 60 min on 2 CPU cores)
+train-default: install ## retrain models/default on chitchat-dataset (60 min budget on 2 CPU cores)
 	$(BIN)/chatbot train --data chitchat --out models/default --time-budget 60 --fp16-weights
+	$(BIN)/chatbot eval models/default --split test --record
+	$(BIN)/chatbot eval models/default --split test --limit 500 --record
 
 bench: install ## measure speed targets; prints ratios, writes bench/results/*.json
 	$(BIN)/python -m bench

@@ -1,6 +1,7 @@
 """Typed settings for the whole application, read once and passed down explicitly."""
 
 from config.settings import (
+    REPO_ROOT,
     DecodingSettings,
     DialogueSettings,
     ModelSettings,
@@ -13,6 +14,7 @@ from config.settings import (
 )
 
 __all__ = [
+    "REPO_ROOT",
     "DecodingSettings",
     "DialogueSettings",
     "ModelSettings",

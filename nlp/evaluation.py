@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,8 +51,10 @@ def evaluate_checkpoint(
     decoding: DecodingSettings | None = None,
     sources: Sequence[str] | None = None,
     device: str = "cpu",
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """Rebuild the split the checkpoint was trained with (same sources, seed-free hash split)."""
+    """Rebuild the split the checkpoint was trained with (same sources, seed-free hash split);
+    `limit` keeps its first N pairs (a quick, reproducible check)."""
     checkpoint = load_checkpoint(directory, device)
     info = checkpoint.info
     corpus = prepare_corpus(
@@ -66,12 +69,21 @@ def evaluate_checkpoint(
         vocab=checkpoint.vocab,
         reverse=info.get("direction") == "reverse",
     )
-    pairs = corpus.encoded[split]
+    pairs = corpus.encoded[split][:limit]
     if not pairs:
         raise DataError(f"the {split!r} split of {directory} holds no pairs to evaluate")
     decoding = decoding or DecodingSettings()
     return {
         "split": split,
+        "limit": limit,
         "decoding": decoding.strategy,
         **evaluate_pairs(checkpoint.model, checkpoint.vocab, pairs, decoding, torch.device(device)),
     }
+
+
+def record_metrics(directory: Path, key: str, metrics: dict[str, Any]) -> None:
+    """Add `metrics` under `key` in the checkpoint's metrics.json (not covered by the checksums)."""
+    path = Path(directory) / "metrics.json"
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    recorded[key] = metrics
+    path.write_text(json.dumps(recorded, indent=2) + "\n")

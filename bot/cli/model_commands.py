@@ -183,16 +183,31 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate on these sources instead of the ones the model was trained on",
     )
     p.add_argument("--out", type=Path, help="where to write the JSON (default DIR/eval-SPLIT.json)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the split's first N pairs")
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="also store the result in DIR/metrics.json (key SPLIT, or SPLIT@N)",
+    )
     add_decoding_options(p)
     p.set_defaults(run=run_eval)
 
 
 def run_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from nlp.evaluation import evaluate_checkpoint
+    from nlp.evaluation import evaluate_checkpoint, record_metrics
 
+    if args.limit is not None and args.limit < 1:
+        raise CliError("--limit must be at least 1")
     metrics = evaluate_checkpoint(
-        args.checkpoint, args.split, decoding_from_args(settings, args), args.data
+        args.checkpoint,
+        args.split,
+        decoding_from_args(settings, args),
+        args.data,
+        limit=args.limit,
     )
+    if args.record:
+        key = args.split if args.limit is None else f"{args.split}@{args.limit}"
+        record_metrics(args.checkpoint, key, metrics)
     out = args.out or args.checkpoint / f"eval-{args.split}.json"
     out.write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))

@@ -23,9 +23,11 @@ from torch import Tensor
 from tqdm import tqdm
 
 from config import ModelSettings, TextSettings, TrainingSettings
-from nlp.checkpoint import Checkpoint, load_training_state, save_checkpoint
-from nlp.datasets import Batch, EncodedPair, bucketed_batches
+from nlp.checkpoint import Checkpoint, load_checkpoint, load_training_state, save_checkpoint
+from nlp.datasets import Batch, EncodedPair, bucketed_batches, prepare_corpus
+from nlp.device import resolve_device
 from nlp.model import Seq2Seq
+from nlp.text import TextProcessor
 from nlp.vocabulary import PAD_ID, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -132,6 +134,7 @@ class Trainer:
         start = time.monotonic()
         deadline = start + s.time_budget_minutes * 60 if s.time_budget_minutes else math.inf
         stopped = "max_epochs"
+        last_log = start
         self.model.train()
         while self.epoch < s.max_epochs:
             epoch_loss, epoch_tokens, epoch_start = 0.0, 0, time.monotonic()
@@ -154,6 +157,10 @@ class Trainer:
                 if self.step % 20 == 0:
                     rate = epoch_tokens / max(time.monotonic() - epoch_start, 1e-9)
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
+                    if not self.show_progress and time.monotonic() - last_log > 60:
+                        # A log file gets a line a minute where a terminal gets the bar.
+                        log.info("step %d: loss %.3f, %.0f tok/s", self.step, loss, rate)
+                        last_log = time.monotonic()
                 if s.max_steps is not None and self.step >= s.max_steps:
                     stopped, out_of_time = "max_steps", True
                     break
@@ -289,11 +296,6 @@ def train_from_sources(
     show_progress: bool = True,
 ) -> TrainResult:
     """The whole recipe behind `chatbot train`: data -> vocabulary -> model -> best checkpoint."""
-    from nlp.checkpoint import load_checkpoint
-    from nlp.datasets import prepare_corpus
-    from nlp.device import resolve_device
-    from nlp.text import TextProcessor
-
     set_seed(training.seed)
     device = resolve_device(training.device)
     previous = load_checkpoint(out_dir) if resume else None

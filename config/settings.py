@@ -99,6 +99,9 @@ class TelegramSettings(BaseModel):
     flood_max_retries: int = Field(3, ge=0)  # retries after a 429 RetryAfter
     send_retries: int = Field(2, ge=0)  # retries of a reply after a 5xx or a timeout
     send_retry_delay_seconds: float = Field(0.5, ge=0)  # doubled after each retry
+    # Updates handled at once: two micro-batches' worth. More only adds HTTP connections, and
+    # httpx's pool scans every connection on every request (measured: 64 vs 256 halves p95).
+    concurrent_updates: int = Field(64, ge=1)
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -1,7 +1,8 @@
 """Build the PTB `Application` for an `App`: Bot API endpoint, flood control, every handler.
 
-Updates are processed concurrently (`concurrent_updates`): chats run in parallel and their
-decodes are micro-batched; the dialogue service keeps the messages of one chat in order itself.
+Updates are processed concurrently (`concurrent_updates`, bounded by the settings): chats run in
+parallel and their decodes are micro-batched; the dialogue service keeps the messages of one chat
+in order itself.
 Outgoing requests go through PTB's `AIORateLimiter`, which paces them under Telegram's flood limits
 and retries a 429 after the `retry_after` Telegram asks for.
 """
@@ -70,7 +71,7 @@ def build_application(app: App, *, polling: bool = True) -> Application:
                 max_retries=settings.flood_max_retries,
             )
         )
-        .concurrent_updates(True)
+        .concurrent_updates(settings.concurrent_updates)
         .connect_timeout(timeout)
         .read_timeout(timeout)
         .write_timeout(timeout)

@@ -189,8 +189,10 @@ class DialogueService:
         self, chat: ChatRef, user: UserRef, reply_id: int, value: int
     ) -> Vote | None:
         """Store `user`'s 👍 (+1) or 👎 (-1) on our reply `reply_id`; pressing again changes it.
-        None when `reply_id` is not (or no longer: /forget) a bot message of `chat`."""
-        return await self.db.run(_vote, chat, user, reply_id, value)
+        None when `reply_id` is not (or no longer: /forget) a bot message of `chat`. Votes of one
+        chat are stored in the order they came (the chat's lock), so the last press wins."""
+        async with self._lock_for(Incoming(chat.platform, chat.external_id, user.external_id, "")):
+            return await self.db.run(_vote, chat, user, reply_id, value)
 
     async def mark_sent(self, reply_id: int, external_id: str | int) -> None:
         """Record the platform's id of a reply once it is sent, so a later "reply to" maps back."""

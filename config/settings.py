@@ -102,6 +102,7 @@ class TelegramSettings(BaseModel):
     # Updates handled at once: two micro-batches' worth. More only adds HTTP connections, and
     # httpx's pool scans every connection on every request (measured: 64 vs 256 halves p95).
     concurrent_updates: int = Field(64, ge=1)
+    typing_delay_seconds: float = Field(0.5, ge=0)  # "typing…" only for replies slower than this
 
     @field_validator("admin_ids", mode="before")
     @classmethod

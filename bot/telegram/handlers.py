@@ -2,8 +2,8 @@
 
 The path of a text message: is it meant for the bot (`groups`)? If not, store it as dialogue
 between people and stop. Within the person's rate limit? If not, "slow down" once. Otherwise
-show "typing…", let the dialogue service store the message, generate and store the reply, then
-send the reply with 👍/👎 and record Telegram's id of it.
+let the dialogue service store the message, generate and store the reply (with "typing…" shown
+if that takes a moment), then send the reply with 👍/👎 and record Telegram's id of it.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not await _admitted(state, context, message, user):
         return
     text = without_mention(message, context.bot) if is_group(message.chat) else message.text
-    async with typing(context.bot, message.chat.id):
+    async with typing(context.bot, message.chat.id, state.settings.typing_delay_seconds):
         answer = await state.service.respond(incoming(message, user, text))
     await deliver(state, context, message, answer)
 

@@ -115,9 +115,14 @@ async def send_text(
 
 
 @contextlib.asynccontextmanager
-async def typing(bot: Bot, chat_id: int) -> AsyncIterator[None]:
-    """Show "typing…" in the chat while the block runs (refreshed every few seconds)."""
-    task = asyncio.create_task(_keep_typing(bot, chat_id), name=f"typing-{chat_id}")
+async def typing(bot: Bot, chat_id: int, after_seconds: float = 0.0) -> AsyncIterator[None]:
+    """Show "typing…" in the chat while the block runs, refreshed every few seconds.
+
+    Only once the block has run `after_seconds`: a faster reply needs no indicator (the client
+    would barely show it), and every chat action counts against Telegram's flood limits like a
+    message, so one per reply would halve the replies the bot can send per second.
+    """
+    task = asyncio.create_task(_keep_typing(bot, chat_id, after_seconds), name=f"typing-{chat_id}")
     try:
         yield
     finally:
@@ -126,7 +131,9 @@ async def typing(bot: Bot, chat_id: int) -> AsyncIterator[None]:
             await task
 
 
-async def _keep_typing(bot: Bot, chat_id: int) -> None:
+async def _keep_typing(bot: Bot, chat_id: int, after_seconds: float) -> None:
+    if after_seconds > 0:
+        await asyncio.sleep(after_seconds)
     while True:
         try:
             await bot.send_chat_action(chat_id, ChatAction.TYPING)

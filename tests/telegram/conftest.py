@@ -22,7 +22,7 @@ from config import DialogueSettings, Settings, TelegramSettings
 from storage.database import Database
 from tests.storage.conftest import database, sqlite_template  # noqa: F401
 from tests.support.fake_telegram import FakeTelegram
-from tests.telegram.harness import ADMIN_ID, FAST_RETRIES, Harness
+from tests.telegram.harness import ADMIN_ID, TEST_TELEGRAM, Harness
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def make_settings(
             telegram_base_url=fake.base_url,
             admin_ids=[ADMIN_ID],
             db_auto_upgrade=False,
-            telegram=TelegramSettings(**{**FAST_RETRIES, "poll_timeout_seconds": 5, **telegram}),
+            telegram=TelegramSettings(**{**TEST_TELEGRAM, "poll_timeout_seconds": 5, **telegram}),
             dialogue=dialogue or DialogueSettings(),
         )
 

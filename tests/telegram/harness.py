@@ -24,7 +24,9 @@ ANN = tg.user(101, "Ann")
 BOB = tg.user(102, "Bob")
 ADMIN = tg.user(ADMIN_ID, "Ada")
 GROUP = tg.group_chat(-1001, "Friends")
-FAST_RETRIES = {"send_retries": 2, "send_retry_delay_seconds": 0.01}
+# Quick retries; "typing…" at once, so that every reply shows it (the tests that are about the
+# delay set their own).
+TEST_TELEGRAM = {"send_retries": 2, "send_retry_delay_seconds": 0.01, "typing_delay_seconds": 0}
 
 
 @dataclass

@@ -3,6 +3,7 @@ trained model, a real database (SQLite, and PostgreSQL for the first test)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -40,6 +41,30 @@ async def test_a_typing_indicator_is_shown_before_the_reply(bot: Harness) -> Non
     assert typing.params == {"chat_id": ANN["id"], "action": "typing"}
     assert typing.at <= sent.at
     assert sent.params["text"] == "I am fine, thanks."
+
+
+async def test_typing_is_shown_only_when_generating_takes_longer_than_the_delay(
+    start_bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with start_bot(typing_delay_seconds=0.2) as bot:
+        bot.fake.say(ANN, "hello")  # the tiny model answers in milliseconds
+        await bot.fake.wait_for_message(ANN["id"])
+        await bot.settle()
+        assert bot.fake.calls_to("sendChatAction") == []
+
+        generate = bot.app.service.batcher.generate
+
+        async def slow_generate(context: object) -> object:
+            await asyncio.sleep(0.6)
+            return await generate(context)
+
+        monkeypatch.setattr(bot.app.service.batcher, "generate", slow_generate)
+        bot.fake.say(ANN, "how are you?")
+        [_, reply] = await bot.fake.wait_for_message(ANN["id"], 2)
+        [typing] = bot.fake.calls_to("sendChatAction")
+
+        assert reply["text"] == "I am fine, thanks."
+        assert typing.at < bot.fake.calls_to("sendMessage")[-1].at
 
 
 async def test_commands_are_published_with_set_my_commands(bot: Harness) -> None:

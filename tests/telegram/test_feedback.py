@@ -55,6 +55,19 @@ async def test_a_second_press_changes_the_vote_and_the_same_press_changes_nothin
     ]
 
 
+async def test_quick_presses_are_stored_in_order_and_the_last_one_wins(bot: Harness) -> None:
+    reply = await _reply_to_hello(bot, ANN)
+    up, down = (b["callback_data"] for b in buttons(reply))
+    presses = [up, down] * 5 + [up, down, down]
+
+    for data in presses:
+        bot.fake.press(ANN, reply, data)
+    await bot.fake.wait_for("answerCallbackQuery", len(presses))
+    await bot.settle()
+
+    assert [value for _, _, value in bot.votes()] == [-1]
+
+
 async def test_votes_of_two_people_in_a_group_are_kept_apart(bot: Harness) -> None:
     bot.fake.say(ANN, "@tiny_test_bot hello", chat=GROUP)
     [reply] = await bot.fake.wait_for_message(GROUP["id"])

@@ -120,24 +120,36 @@ async def typing(bot: Bot, chat_id: int, after_seconds: float = 0.0) -> AsyncIte
 
     Only once the block has run `after_seconds`: a faster reply needs no indicator (the client
     would barely show it), and every chat action counts against Telegram's flood limits like a
-    message, so one per reply would halve the replies the bot can send per second.
+    message, so one per reply would halve the replies the bot can send per second. When the block
+    ends, a chat action already on its way is let finish rather than cancelled: it then arrives
+    before the reply (not after it, which would show "typing…" under the answer) and its HTTP
+    connection stays usable.
     """
-    task = asyncio.create_task(_keep_typing(bot, chat_id, after_seconds), name=f"typing-{chat_id}")
+    done = asyncio.Event()
+    task = asyncio.create_task(_keep_typing(bot, chat_id, after_seconds, done))
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        done.set()
+        await task
 
 
-async def _keep_typing(bot: Bot, chat_id: int, after_seconds: float) -> None:
-    if after_seconds > 0:
-        await asyncio.sleep(after_seconds)
+async def _keep_typing(bot: Bot, chat_id: int, after_seconds: float, done: asyncio.Event) -> None:
+    if await _ends_within(done, after_seconds):
+        return
     while True:
         try:
             await bot.send_chat_action(chat_id, ChatAction.TYPING)
         except TelegramError as exc:  # cosmetic: never worth failing or retrying a reply for
             log.debug("typing indicator for chat %s failed: %s", chat_id, exc)
             return
-        await asyncio.sleep(TYPING_REFRESH_SECONDS)
+        if await _ends_within(done, TYPING_REFRESH_SECONDS):
+            return
+
+
+async def _ends_within(done: asyncio.Event, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(done.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True

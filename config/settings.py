@@ -122,6 +122,39 @@ class DialogueSettings(BaseModel):
     max_batch_size: int = Field(32, ge=1)
 
 
+class RetrainSettings(BaseModel):
+    """Retraining on new chat logs (`chatbot retrain`, `/retrain`, the scheduler)."""
+
+    # Which pairs: nothing runs with fewer new ones (unless forced); the blocklist drops pairs.
+    min_new_pairs: int = Field(50, ge=1)
+    blocklist_path: Path = REPO_ROOT / "bot" / "retraining" / "blocklist.txt"
+    settle_seconds: float = Field(60.0, ge=0)  # messages younger than this wait for the next run
+    heldout_fraction: float = Field(0.1, gt=0, lt=1)  # of the new pairs, for the gate only
+    # Fine-tuning: new pairs (repeated) mixed with a sample of the base corpus's training split.
+    base_sources: list[str] = Field(default_factory=lambda: ["chitchat"])
+    base_sample_pairs: int = Field(2000, ge=0)
+    new_pair_repeats: int = Field(2, ge=1)
+    new_word_min_count: int = Field(2, ge=1)  # a new word needs this many uses to get a row
+    max_new_words: int = Field(2000, ge=0)
+    epochs: int = Field(3, ge=1)
+    learning_rate: float = Field(5e-4, gt=0)
+    batch_size: int = Field(64, ge=1)
+    time_budget_minutes: float = Field(30.0, gt=0)  # training; then the worker stops itself
+    grace_minutes: float = Field(10.0, ge=0)  # loading + evaluation on top, then it is killed
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    cpu_threads: int = Field(0, ge=0)  # torch threads of the training process; 0: torch decides
+    seed: int = 1234
+    # The gate: base-validation perplexity may worsen by this fraction at most, and perplexity
+    # on the held-out new pairs must improve.
+    ppl_tolerance: float = Field(0.05, ge=0)
+    versions_dir: Path | None = None  # None: data_dir / "models"
+    stale_after_hours: float = Field(6.0, gt=0)  # a run "running" longer than this died
+    # Scheduling (cron expressions are read in this time zone).
+    timezone: str = "UTC"
+    misfire_grace_seconds: int = Field(3600, ge=1)  # a run missed by less still happens once
+    poll_seconds: float = Field(30.0, gt=0)  # how often a scheduler rereads the job store
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CHATBOT_",
@@ -143,6 +176,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     dialogue: DialogueSettings = Field(default_factory=DialogueSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
 
     # Flat aliases the issues name: CHATBOT_TELEGRAM_TOKEN, CHATBOT_ADMIN_IDS, ...
     telegram_token: SecretStr | None = Field(default=None, exclude=True)
@@ -171,6 +205,11 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The configured URL, or a SQLite file in the data directory."""
         return self.database_url or f"sqlite:///{self.data_dir / 'chatbot.db'}"
+
+    @property
+    def versions_dir(self) -> Path:
+        """Where retrained model versions get their own directories."""
+        return self.retrain.versions_dir or self.data_dir / "models"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import case, delete, func, select
@@ -68,3 +69,18 @@ def feedback_tally(session: Session, message_id: int) -> FeedbackTally:
         ).where(Feedback.message_id == message_id)
     ).one()
     return FeedbackTally(up=int(up), down=int(down))
+
+
+def downvoted(session: Session, message_ids: Iterable[int]) -> set[int]:
+    """Which of `message_ids` got at least one 👎 (whatever their 👍 count)."""
+    ids = sorted(set(message_ids))
+    found: set[int] = set()
+    for start in range(0, len(ids), 900):  # well under every backend's parameter limit
+        found.update(
+            session.execute(
+                select(Feedback.message_id)
+                .where(Feedback.message_id.in_(ids[start : start + 900]), Feedback.value < 0)
+                .distinct()
+            ).scalars()
+        )
+    return found

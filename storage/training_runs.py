@@ -129,6 +129,18 @@ def _finish(session: Session, run_id: int, **values: Any) -> None:
         raise NotFoundError(f"no running training run with id {run_id}")
 
 
+def set_running_metrics(session: Session, run_id: int, metrics: dict[str, Any]) -> None:
+    """Replace the metrics of a run that is still running (e.g. who runs it, its progress)."""
+    result = session.execute(
+        update(TrainingRun)
+        .where(TrainingRun.id == run_id, _IS_RUNNING)
+        .values(metrics=metrics)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 0:
+        raise NotFoundError(f"no running training run with id {run_id}")
+
+
 def fail_stale_runs(session: Session, older_than: timedelta, *, now: datetime | None = None) -> int:
     """Mark runs running for longer than `older_than` failed (their process died); how many."""
     now = now or utcnow()

@@ -1,0 +1,151 @@
+"""Fine-tuning a trained checkpoint on new pairs, and the perplexity numbers a promotion gate needs.
+
+The recipe: start from the parent checkpoint; append the new pairs' frequent unseen words to its
+vocabulary (`Vocabulary.extend` only appends, `extend_vocabulary` adds embedding and output rows
+and keeps every old weight); train with the ordinary `Trainer` on the new pairs mixed with a sample
+of the base corpus's training split, so the model keeps its everyday replies; keep the best
+checkpoint by validation loss. Pairs arrive already tokenised (the caller masks and filters them),
+because placeholders such as `<email>` do not survive being tokenised a second time.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from config import TrainingSettings
+from nlp.checkpoint import Checkpoint
+from nlp.datasets import (
+    TokenizedPair,
+    encode_pairs,
+    load_source,
+    make_pairs,
+    split_pairs,
+    tokenize_pairs,
+)
+from nlp.errors import DataError
+from nlp.model import extend_vocabulary
+from nlp.text import TextProcessor
+from nlp.training import Trainer, TrainResult, mean_loss, set_seed
+from nlp.vocabulary import SEP
+
+
+def tokenized_pair(
+    context_turns: Sequence[Sequence[str]], reply: Sequence[str], max_length: int
+) -> TokenizedPair | None:
+    """Turns (oldest first) joined by <sep> and cut to the last `max_length` tokens, as
+    `tokenize_pairs` does for text; None when either side is empty or the reply is too long."""
+    context: list[str] = []
+    for turn in context_turns:
+        if turn:
+            context.extend([*([SEP] if context else []), *turn])
+    if not context or not reply or len(reply) > max_length:
+        return None
+    return TokenizedPair(context[-max_length:], list(reply))
+
+
+@dataclass(frozen=True)
+class BasePairs:
+    """The base corpus as the parent was trained on it: a sample of its training split (mixed
+    into fine-tuning) and its validation split (held out for the gate)."""
+
+    train_sample: list[TokenizedPair]
+    valid: list[TokenizedPair]
+
+
+def base_pairs(
+    sources: Sequence[str],
+    processor: TextProcessor,
+    info: dict[str, Any],
+    sample_size: int,
+    seed: int,
+) -> BasePairs:
+    """Split the base sources with the parent's own fractions (`info`), so the validation pairs
+    were never trained on. A corpus too small to have a validation split validates on its first
+    training pairs instead, as `prepare_corpus` does."""
+    if not sources:
+        raise DataError("no base corpus given: retraining needs base_sources")
+    context_turns = int(info.get("context_turns", 1))
+    max_length = int(info.get("max_length", 20))
+    pairs = [p for name in sources for p in make_pairs(load_source(name), context_turns)]
+    splits = split_pairs(
+        pairs, float(info.get("valid_fraction", 0.05)), float(info.get("test_fraction", 0.05))
+    )
+    train = tokenize_pairs(splits["train"], processor, max_length)
+    valid = tokenize_pairs(splits["valid"], processor, max_length)
+    if not train:
+        raise DataError("the base corpus has no training pairs left after tokenising")
+    if not valid:
+        valid = train[: max(1, len(train) // 10)]
+    sample = random.Random(seed).sample(train, min(sample_size, len(train)))
+    return BasePairs(sample, valid)
+
+
+def grow_vocabulary(
+    checkpoint: Checkpoint,
+    pairs: Sequence[TokenizedPair],
+    min_count: int,
+    max_new: int,
+    seed: int = 0,
+) -> list[str]:
+    """Append the frequent unseen words of `pairs` to the checkpoint's vocabulary and give the
+    model a row for each (old rows untouched, new rows drawn from `seed`); returns the words
+    added, in id order."""
+    added = checkpoint.vocab.extend(
+        (s for p in pairs for s in (p.context, p.reply)), min_count, max_new
+    )
+    if added:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            checkpoint.model = extend_vocabulary(checkpoint.model, len(checkpoint.vocab))
+    return added
+
+
+def fine_tune(
+    checkpoint: Checkpoint,
+    train: Sequence[TokenizedPair],
+    valid: Sequence[TokenizedPair],
+    training: TrainingSettings,
+    out_dir: Path,
+    device: torch.device,
+    *,
+    info: dict[str, Any] | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train `checkpoint`'s model (vocabulary already grown) on `train`; the best epoch by
+    validation loss is saved to `out_dir` with the parent's sizes and text settings."""
+    set_seed(training.seed)
+    trainer = Trainer(
+        checkpoint.model,
+        checkpoint.vocab,
+        training,
+        checkpoint.model_settings,
+        checkpoint.text_settings,
+        Path(out_dir),
+        device,
+        info={**checkpoint.info, **(info or {})},
+        show_progress=False,
+        on_epoch_end=on_epoch_end,
+    )
+    return trainer.train(
+        encode_pairs(train, checkpoint.vocab), encode_pairs(valid, checkpoint.vocab)
+    )
+
+
+def perplexity(
+    checkpoint: Checkpoint, pairs: Sequence[TokenizedPair], device: torch.device | str = "cpu"
+) -> float:
+    """Token-level perplexity of `pairs`, encoded with the checkpoint's own vocabulary (words it
+    does not know count as `<unk>`, which it then has to predict)."""
+    if not pairs:
+        raise DataError("perplexity of an empty set of pairs")
+    device = torch.device(device)
+    checkpoint.model.to(device)
+    loss = mean_loss(checkpoint.model, encode_pairs(pairs, checkpoint.vocab), device)
+    return math.exp(min(loss, 50.0))

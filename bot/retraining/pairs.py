@@ -1,0 +1,140 @@
+"""Chat logs -> training pairs: the rules the README documents, in one function.
+
+`training_pairs_from_logs` takes what is new since a training run and keeps:
+- human follow-ups: a human message and the turn before it in the same chat (or the message it
+  explicitly replied to): a user answering the bot, or one person answering another in a group;
+- taught pairs (`/teach context => reply`);
+- upvoted bot replies: the bot's reply and its context when the reply got a 👍 and no 👎.
+Never other bot replies. Then, in this order: every text is normalised and tokenised with e-mail
+addresses, URLs and numbers masked; pairs with a message of a user who opted out are excluded (the
+rows of forgotten users are gone already); pairs with a blocklisted word or phrase in the context
+or the reply are dropped; exact duplicates (after masking) are collapsed to the first one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from bot.retraining.blocklist import Blocklist
+from nlp.text import TextProcessor
+from storage import exports
+from storage.exports import PairFilter, TrainingPair
+from storage.feedback import downvoted
+from storage.training_runs import RunInfo
+
+HUMAN, TAUGHT, UPVOTED = "human", "taught", "upvoted"
+
+
+@dataclass(frozen=True)
+class LogPair:
+    """A pair from the logs, masked and tokenised: context turns (oldest first) and reply."""
+
+    context: tuple[tuple[str, ...], ...]
+    reply: tuple[str, ...]
+    kind: str  # HUMAN | TAUGHT | UPVOTED
+    key: str  # stable id ("message:<reply id>" / "taught:<id>"): fixes the held-out split
+
+    @property
+    def context_text(self) -> str:
+        return " | ".join(" ".join(turn) for turn in self.context)
+
+    @property
+    def reply_text(self) -> str:
+        return " ".join(self.reply)
+
+
+@dataclass(frozen=True)
+class LogPairs:
+    pairs: list[LogPair]
+    exported: int  # pairs the export chose before the rules below
+    dropped: dict[str, int]  # reason -> count: downvoted, empty, blocklisted, duplicate
+    last_message_id: int | None  # watermarks to store with the run that trains on them
+    last_taught_pair_id: int | None
+    kinds: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+
+def training_pairs_from_logs(
+    session: Session,
+    since: RunInfo | None,
+    processor: TextProcessor,
+    blocklist: Blocklist,
+    *,
+    context_turns: int = 1,
+    settle: timedelta = timedelta(seconds=60),
+    now: datetime | None = None,
+) -> LogPairs:
+    """The training pairs new since `since` (None: since the beginning); see the module docstring.
+
+    `processor` should mask e-mails, URLs and numbers (`TextSettings` defaults do); `settle`
+    leaves the newest messages to the next run (see `storage.exports.export_since_run`).
+    """
+    export = exports.export_since_run(
+        session,
+        since,
+        PairFilter(
+            human_replies=True,
+            bot_replies="upvoted",
+            min_score=1,
+            exclude_opted_out=True,
+            context_turns=context_turns,
+        ),
+        settle=settle,
+        now=now,
+    )
+    candidates = export.pairs
+    dropped: Counter[str] = Counter()
+    with_downvotes = downvoted(
+        session, [p.reply_message_id for p in candidates if p.reply_from_bot and p.reply_message_id]
+    )
+    kept_raw: list[TrainingPair] = []
+    for pair in candidates:
+        if pair.reply_from_bot and pair.reply_message_id in with_downvotes:
+            dropped["downvoted"] += 1
+        else:
+            kept_raw.append(pair)
+
+    texts = sorted({t for p in kept_raw for t in (*p.context, p.reply)})
+    tokens = dict(zip(texts, processor.tokenize_many(texts), strict=True))
+    pairs: list[LogPair] = []
+    seen: set[tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]] = set()
+    for raw in kept_raw:
+        context = tuple(tuple(tokens[turn]) for turn in raw.context if tokens[turn])
+        reply = tuple(tokens[raw.reply])
+        if not context or not reply:
+            dropped["empty"] += 1
+            continue
+        if blocklist.blocks(reply) or any(blocklist.blocks(turn) for turn in context):
+            dropped["blocklisted"] += 1
+            continue
+        if (context, reply) in seen:
+            dropped["duplicate"] += 1
+            continue
+        seen.add((context, reply))
+        pairs.append(LogPair(context, reply, _kind(raw), _key(raw)))
+    return LogPairs(
+        pairs=pairs,
+        exported=len(candidates),
+        dropped=dict(dropped),
+        last_message_id=export.last_message_id,
+        last_taught_pair_id=export.last_taught_pair_id,
+        kinds=dict(Counter(p.kind for p in pairs)),
+    )
+
+
+def _kind(pair: TrainingPair) -> str:
+    if pair.source == "taught":
+        return TAUGHT
+    return UPVOTED if pair.reply_from_bot else HUMAN
+
+
+def _key(pair: TrainingPair) -> str:
+    if pair.source == "taught":
+        return f"taught:{pair.taught_pair_id}"
+    return f"message:{pair.reply_message_id}"

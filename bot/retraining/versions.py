@@ -1,0 +1,144 @@
+"""Model versions on disk and in the registry: version zero, new version directories, promotion.
+
+- Version zero: with nothing active in the registry, the shipped model directory
+  (`settings.model_dir`) is registered as "default" and activated, so every retrained version
+  has a parent and a rollback always has somewhere to go.
+- A promoted candidate gets a directory of its own under `settings.versions_dir`, never an
+  existing one. The worker wrote it completely (atomically) into its work directory; it is moved
+  into place with one rename, and only then registered, activated and its run finished, all in
+  ONE database transaction. If that transaction fails, the directory is removed again: nothing
+  ever points at a half-written checkpoint, and an unregistered directory is never left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from config import Settings
+from nlp.checkpoint import METRICS, read_config
+from storage import model_versions, training_runs
+from storage.database import Database
+from storage.errors import NotFoundError
+from storage.model_versions import VersionInfo
+
+VERSION_ZERO = "default"
+
+
+def ensure_active_version(settings: Settings, db: Database) -> VersionInfo:
+    """The active version; registers and activates version zero when none is active."""
+    with db.begin() as session:
+        active = model_versions.get_active_version(session)
+        if active is not None:
+            return active
+        try:
+            zero = model_versions.get_version(session, VERSION_ZERO)
+        except NotFoundError:
+            directory = settings.model_dir.resolve()
+            read_config(directory)  # a missing or broken shipped model is an error here
+            zero = model_versions.register_version(
+                session, VERSION_ZERO, str(directory), metrics=_checkpoint_metrics(directory)
+            )
+        return model_versions.activate_version(session, zero.name)
+
+
+def active_checkpoint_dir(settings: Settings, db: Database) -> Path:
+    """The directory the bot answers with: the active version's, else `settings.model_dir`."""
+    active = db.read(model_versions.get_active_version)
+    return Path(active.checkpoint_path) if active is not None else settings.model_dir
+
+
+def _checkpoint_metrics(directory: Path) -> dict[str, Any] | None:
+    try:
+        metrics = json.loads((directory / METRICS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) and metrics else None
+
+
+def new_version_dir(settings: Settings, run_id: int, now: datetime | None = None) -> Path:
+    """A directory name no version has used: `r<run>-<UTC time>`, suffixed if ever needed."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    base = settings.versions_dir / f"r{run_id}-{stamp}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def promote(
+    db: Database,
+    staged: Path,
+    target: Path,
+    *,
+    parent: str,
+    run_id: int,
+    version_metrics: dict[str, Any],
+    run_metrics: dict[str, Any],
+    new_pairs: int,
+    total_pairs: int,
+    last_message_id: int | None,
+    last_taught_pair_id: int | None,
+) -> VersionInfo:
+    """Move the staged checkpoint to `target`, then register + activate it and finish the run
+    in one transaction (see the module docstring)."""
+    if target.exists():
+        raise FileExistsError(f"version directory {target} exists already")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, target)
+    _fsync_dir(target.parent)
+    name = target.name
+
+    def register(session: Session) -> VersionInfo:
+        version = model_versions.register_version(
+            session, name, str(target.resolve()), metrics=version_metrics, parent=parent
+        )
+        training_runs.finish_run(
+            session,
+            run_id,
+            new_pairs=new_pairs,
+            total_pairs=total_pairs,
+            metrics={**run_metrics, "candidate_version": name},
+            model_version_id=version.id,
+            last_message_id=last_message_id,
+            last_taught_pair_id=last_taught_pair_id,
+        )
+        return model_versions.activate_version(session, name)
+
+    try:
+        return db.transact(register)
+    except BaseException:
+        if not _registered(db, name):
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
+def _registered(db: Database, name: str) -> bool:
+    try:
+        db.read(model_versions.get_version, name)
+    except NotFoundError:
+        return False
+    except Exception:  # the database is unreachable: keep the directory, it is harmless
+        return True
+    return True
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable before the database points at the new directory."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,94 @@
+"""What the retraining tests share: fast settings for tiny models, conversations that teach a
+new pattern, and a digest to prove a directory was not touched."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from config import DecodingSettings, RetrainSettings, Settings
+from storage.conversations import (
+    ChatRef,
+    UserRef,
+    get_or_create_chat,
+    get_or_create_user,
+    save_turn,
+)
+from storage.database import Database
+
+# A pattern the tiny model has never seen: several people asking about a colour, answered alike.
+PATTERN_REPLY = "blue like the sky."
+PATTERN = [
+    "what is your favourite colour?",
+    "which colour do you like?",
+    "what colour do you like best?",
+    "do you have a favourite colour?",
+    "tell me your favourite colour",
+    "your favourite colour?",
+    "what colour is best?",
+    "which colour is your favourite?",
+]
+ANN = UserRef("telegram", 501, "Ann")
+BOB = UserRef("telegram", 502, "Bob")
+
+
+def fast_retrain(base_corpus: Path, **overrides: Any) -> RetrainSettings:
+    """Seconds, not minutes: the tiny pairs file as the base corpus, one CPU thread."""
+    values: dict[str, Any] = {
+        "min_new_pairs": 4,
+        "base_sources": [str(base_corpus)],
+        "base_sample_pairs": 100,
+        "settle_seconds": 0,
+        "heldout_fraction": 0.25,
+        # Measured over seeds: lr 0.01 sometimes shook the base perplexity past the 5 % gate.
+        "epochs": 12,
+        "learning_rate": 0.003,
+        "batch_size": 8,
+        "new_word_min_count": 1,
+        "new_pair_repeats": 4,
+        "device": "cpu",
+        "cpu_threads": 1,
+        "time_budget_minutes": 2,
+        "grace_minutes": 1,
+        "poll_seconds": 0.5,
+    }
+    return RetrainSettings(**{**values, **overrides})
+
+
+def retrain_settings(
+    tmp_path: Path, model_dir: Path, db: Database, base_corpus: Path, **overrides: Any
+) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        model_dir=model_dir,
+        database_url=db.url.render_as_string(hide_password=False),
+        db_auto_upgrade=False,
+        decoding=DecodingSettings(),
+        retrain=fast_retrain(base_corpus, **overrides),
+    )
+
+
+def seed_pattern(db: Database, contexts: list[str] = PATTERN, first_group: int = 7000) -> None:
+    """Each question asked by Ann in a group of its own and answered by Bob."""
+
+    def seed(session: Session) -> None:
+        ann, bob = get_or_create_user(session, ANN), get_or_create_user(session, BOB)
+        for n, question in enumerate(contexts):
+            chat = get_or_create_chat(session, ChatRef("telegram", -(first_group + n), "group"))
+            save_turn(session, chat_id=chat, user_id=ann, text=question)
+            save_turn(session, chat_id=chat, user_id=bob, text=PATTERN_REPLY)
+
+    db.transact(seed)
+
+
+def tree_digest(directory: Path) -> dict[str, str]:
+    """Every file under `directory` (relative path -> SHA-256): equal digests, equal bytes."""
+    return {
+        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }

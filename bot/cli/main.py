@@ -10,14 +10,22 @@ from types import ModuleType
 
 from pydantic import ValidationError
 
-from bot.cli import chat, db, model_commands, telegram
+from bot.cli import chat, db, model_admin, model_commands, retrain, schedule, telegram
 from bot.cli.errors import CliError, one_line
 from config import load_settings
 from nlp.errors import NlpError
 from storage.errors import StorageError
 
 # Each module exposes `register(subparsers)`; the parser it adds sets `run(args, settings) -> int`.
-COMMAND_MODULES: tuple[ModuleType, ...] = (model_commands, chat, db, telegram)
+COMMAND_MODULES: tuple[ModuleType, ...] = (
+    model_commands,
+    model_admin,
+    chat,
+    db,
+    telegram,
+    retrain,
+    schedule,
+)
 USER_ERRORS = (CliError, NlpError, StorageError)
 EXIT_USAGE = 2
 

@@ -4,6 +4,7 @@ new pattern, and a digest to prove a directory was not touched."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,17 @@ def tree_digest(directory: Path) -> dict[str, str]:
         for path in sorted(directory.rglob("*"))
         if path.is_file()
     }
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes `load_settings()` (the CLI's) equal `settings`' essentials."""
+    env = {
+        "CHATBOT_DATABASE_URL": str(settings.database_url),
+        "CHATBOT_DATA_DIR": str(settings.data_dir),
+        "CHATBOT_MODEL_DIR": str(settings.model_dir),
+    }
+    for name, value in settings.retrain.model_dump(mode="json").items():
+        if value is not None:
+            text = json.dumps(value) if isinstance(value, list) else str(value)
+            env[f"CHATBOT_RETRAIN__{name.upper()}"] = text
+    return env

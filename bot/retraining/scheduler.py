@@ -1,0 +1,255 @@
+"""Retraining schedules: APScheduler 3 with its SQLAlchemy job store in the app database.
+
+Schedules survive restarts because they live in the database (APScheduler's own table,
+`apscheduler_jobs`, which its job store creates on first use). A stored job names its function
+by reference (`bot.retraining.scheduler:scheduled_retrain`), with no arguments: settings (which
+hold the bot token) are never pickled into the database. The function hands the run to the
+`RetrainService` of the scheduler running in this process.
+
+Daily jobs get `misfire_grace_time` (a run missed while the process was down still happens if it
+starts again within the grace time), `coalesce` (several missed runs happen once) and
+`max_instances=1`; the database lock makes sure that two processes firing the same schedule
+train once. A scheduler rereads the job store every `retrain.poll_seconds`, so schedules edited
+by another process (`chatbot schedule add` while the bot runs) take effect without a restart.
+
+`RetrainScheduler.editor()` opens the job store without running jobs (APScheduler's documented
+"start paused" mode): the CLI and the admin commands edit schedules through it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_PAUSED
+from apscheduler.triggers.cron import CronTrigger
+
+from bot.retraining.errors import InvalidScheduleError
+from bot.retraining.service import RetrainService
+from config import Settings
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+JOB_FUNCTION = "bot.retraining.scheduler:scheduled_retrain"
+JOB_ID_PREFIX = "retrain-"
+JOBS_TABLE = "apscheduler_jobs"
+
+# The scheduler that runs jobs in this process: what `scheduled_retrain` hands the run to.
+_running: RetrainScheduler | None = None
+_running_lock = threading.Lock()
+
+
+def scheduled_retrain() -> None:
+    """The function every stored schedule runs (by reference; see the module docstring)."""
+    host = _running
+    if host is None:  # only a started scheduler runs jobs, and it registers itself first
+        log.error("a retraining schedule fired with no scheduler running in this process")
+        return
+    host.service.run_scheduled()
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: str
+    cron: str
+    next_run: datetime | None
+
+
+def parse_cron(expression: str, timezone: str = "UTC") -> CronTrigger:
+    """A standard 5-field crontab expression (minute hour day month weekday), or
+    `InvalidScheduleError` saying what is wrong."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise InvalidScheduleError(
+            f"invalid cron expression {expression!r}: expected 5 fields "
+            f"(minute hour day month weekday, e.g. '0 3 * * *'), got {len(fields)}"
+        )
+    try:
+        return CronTrigger.from_crontab(" ".join(fields), timezone=timezone)
+    except (ValueError, LookupError) as exc:
+        raise InvalidScheduleError(f"invalid cron expression {expression!r}: {exc}") from None
+
+
+def schedule_id(expression: str) -> str:
+    """The same expression always gets the same id: adding it twice keeps one schedule."""
+    normalized = " ".join(expression.split())
+    return JOB_ID_PREFIX + hashlib.sha1(normalized.encode()).hexdigest()[:8]
+
+
+class _AppJobStore(SQLAlchemyJobStore):
+    """On the app's own engine, which is the app's to dispose: APScheduler's job store disposes
+    its engine on shutdown, which would also drop an in-memory SQLite database."""
+
+    def shutdown(self) -> None:
+        pass
+
+
+class _PollingScheduler(BackgroundScheduler):
+    """Wakes up at least every `poll_seconds` to reread its job stores: APScheduler 3 otherwise
+    sleeps until the next job it knows of, and never sees jobs another process added."""
+
+    poll_seconds: float = 30.0
+
+    def _process_jobs(self) -> float | None:
+        wait = super()._process_jobs()
+        if self.state == STATE_PAUSED:  # opened for editing only
+            return wait
+        return self.poll_seconds if wait is None else min(wait, self.poll_seconds)
+
+
+class RetrainScheduler:
+    def __init__(
+        self, settings: Settings, db: Database, service: RetrainService | None = None
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.service = service or RetrainService(settings, db)
+        self._scheduler: _PollingScheduler | None = None
+
+    def _build(self) -> _PollingScheduler:
+        r = self.settings.retrain
+        scheduler = _PollingScheduler(
+            jobstores={"default": _AppJobStore(engine=self.db.engine, tablename=JOBS_TABLE)},
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={
+                "misfire_grace_time": r.misfire_grace_seconds,
+                "coalesce": True,
+                "max_instances": 1,
+            },
+            timezone=r.timezone,
+        )
+        scheduler.poll_seconds = r.poll_seconds
+        return scheduler
+
+    # ---- running jobs --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Recover dead runs, then run the stored schedules in a background thread."""
+        global _running
+        with _running_lock:
+            if _running is not None:
+                raise RuntimeError("a retraining scheduler is already running in this process")
+            self.service.recover()
+            self._scheduler = self._build()
+            _running = self
+            try:
+                self._scheduler.start()
+            except BaseException:
+                _running = None
+                raise
+        log.info("retraining scheduler started: %s", self._describe())
+
+    def shutdown(self) -> None:
+        """Stop: a run in progress is cancelled (recorded as failed), then the thread ends."""
+        global _running
+        self.service.close()
+        with _running_lock:
+            if _running is self:
+                _running = None
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
+        self._scheduler = None
+
+    @property
+    def running(self) -> bool:
+        return self._scheduler is not None and self._scheduler.running
+
+    def _describe(self) -> str:
+        schedules = self.list()
+        return ", ".join(f"{s.cron} ({s.id})" for s in schedules) if schedules else "no schedules"
+
+    # ---- editing -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _store(self) -> Iterator[BackgroundScheduler]:
+        """The running scheduler, or one opened paused just for the edit."""
+        if self._scheduler is not None and self._scheduler.running:
+            yield self._scheduler
+            return
+        editor = self._build()
+        editor.start(paused=True)
+        try:
+            yield editor
+        finally:
+            editor.shutdown(wait=False)
+
+    def add(self, cron: str) -> Schedule:
+        """Store a schedule (an existing one with the same expression is kept as is)."""
+        trigger = parse_cron(cron, self.settings.retrain.timezone)
+        normalized = " ".join(cron.split())
+        with self._store() as scheduler:
+            job = scheduler.add_job(
+                JOB_FUNCTION,
+                trigger,
+                id=schedule_id(normalized),
+                name=normalized,
+                replace_existing=True,
+            )
+            return Schedule(job.id, normalized, job.next_run_time)
+
+    def replace_all(self, cron: str) -> Schedule:
+        """The one schedule from now on (`/schedule <cron>`)."""
+        parse_cron(cron, self.settings.retrain.timezone)  # nothing removed for a bad expression
+        keep = schedule_id(cron)
+        with self._store() as scheduler:
+            for job in scheduler.get_jobs():
+                if job.id.startswith(JOB_ID_PREFIX) and job.id != keep:
+                    scheduler.remove_job(job.id)
+        return self.add(cron)
+
+    def list(self) -> list[Schedule]:
+        with self._store() as scheduler:
+            jobs = scheduler.get_jobs()
+        return [
+            Schedule(job.id, job.name, job.next_run_time)
+            for job in jobs
+            if job.id.startswith(JOB_ID_PREFIX)
+        ]
+
+    def remove(self, schedule: str) -> None:
+        with self._store() as scheduler:
+            try:
+                scheduler.remove_job(schedule)
+            except JobLookupError:
+                raise InvalidScheduleError(f"no schedule with id {schedule!r}") from None
+
+    def remove_all(self) -> int:
+        removed = 0
+        with self._store() as scheduler:
+            for job in scheduler.get_jobs():
+                if job.id.startswith(JOB_ID_PREFIX):
+                    scheduler.remove_job(job.id)
+                    removed += 1
+        return removed
+
+    def run_soon(self, schedule: str, when: datetime) -> None:
+        """Move a schedule's next run to `when` (an admin's "run it now"; tests)."""
+        with self._store() as scheduler:
+            try:
+                scheduler.modify_job(schedule, next_run_time=when)
+            except JobLookupError:
+                raise InvalidScheduleError(f"no schedule with id {schedule!r}") from None
+
+    def job_options(self, schedule: str) -> dict[str, Any]:
+        """How a stored schedule fires (misfire grace time, coalescing, instances)."""
+        with self._store() as scheduler:
+            job = scheduler.get_job(schedule)
+        if job is None:
+            raise InvalidScheduleError(f"no schedule with id {schedule!r}")
+        return {
+            "misfire_grace_time": job.misfire_grace_time,
+            "coalesce": job.coalesce,
+            "max_instances": job.max_instances,
+            "function": job.func_ref,
+        }

@@ -15,6 +15,7 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot import answers
+from bot.retraining.report import run_text
 from bot.telegram.sending import send_text
 from bot.telegram.state import PLATFORM, BotState, bot_state
 from storage import model_versions, training_runs
@@ -67,6 +68,7 @@ async def status_text(state: BotState) -> str:
     else:
         metrics, source = loaded.responder.metrics, "checkpoint"
     totals = await state.service.stats()
+    runs = await state.app.db.run_read(training_runs.list_runs, limit=1)
     return "\n".join(
         [
             f"Model: {loaded.version} ({source})",
@@ -75,6 +77,7 @@ async def status_text(state: BotState) -> str:
             f"Messages: {totals.messages:,} ({totals.user_messages:,} from people, "
             f"{totals.bot_replies:,} replies)",
             f"Users: {totals.users:,}",
+            f"Last training run: {run_text(runs[0] if runs else None)}",
         ]
     )
 

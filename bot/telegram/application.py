@@ -25,7 +25,7 @@ from telegram.ext import (
 )
 
 from bot.app import App
-from bot.telegram import admin, feedback, forget, handlers
+from bot.telegram import admin, feedback, forget, handlers, retrain_commands
 from bot.telegram.errors import on_error
 from bot.telegram.groups import COMMAND_FOR_THIS_BOT
 from bot.telegram.rate_limit import SlidingWindowLimiter
@@ -39,10 +39,16 @@ PUBLIC_COMMANDS = (
     BotCommand("help", "what I can do"),
     BotCommand("reset", "start a new conversation"),
     BotCommand("forget", "delete everything stored about you"),
+    BotCommand("optout", "never use my messages for training"),
+    BotCommand("optin", "allow my messages for training again"),
 )
 ADMIN_COMMANDS = (
     BotCommand("status", "model version, uptime, counts"),
     BotCommand("stats", "usage numbers"),
+    BotCommand("retrain", "retrain on the new chat logs now"),
+    BotCommand("teach", "<context> => <reply>: teach a reply"),
+    BotCommand("schedule", "show, set (<cron>) or stop (off) scheduled retraining"),
+    BotCommand("rollback", "go back to the previous model version"),
 )
 
 
@@ -99,6 +105,12 @@ def add_handlers(application: Application) -> None:
         ("forget", forget.ask),
         ("status", admin.status),
         ("stats", admin.stats),
+        ("retrain", retrain_commands.retrain),
+        ("teach", retrain_commands.teach),
+        ("schedule", retrain_commands.schedule),
+        ("rollback", retrain_commands.rollback),
+        ("optout", retrain_commands.optout),
+        ("optin", retrain_commands.optin),
     ):
         application.add_handler(CommandHandler(name, callback, filters=command))
     application.add_handler(CallbackQueryHandler(feedback.on_feedback, pattern=feedback.PATTERN))

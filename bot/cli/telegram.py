@@ -104,23 +104,31 @@ def webhook_config(args: argparse.Namespace, settings: Settings) -> WebhookConfi
 async def _serve(app: App, webhook: WebhookConfig | None, redactor: RedactSecrets) -> int:
     from telegram.error import InvalidToken, TelegramError
 
-    from bot.telegram import build_application, running
+    from bot.retraining.scheduler import RetrainScheduler
+    from bot.telegram import build_application, retrain_commands, running
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
+    # Retraining schedules run in this process too; starting marks runs a dead process left.
+    scheduler = RetrainScheduler(app.settings, app.db)
     try:
         application = build_application(app, polling=webhook is None)
+        retrain_commands.attach(application, scheduler.service, scheduler)
+        await asyncio.to_thread(scheduler.start)
         async with running(application, webhook):
             await stop.wait()
             log.info("stopping: finishing the updates in progress")
+            # A retraining in progress is cancelled (its run recorded failed), not waited for.
+            await asyncio.to_thread(scheduler.shutdown)
     except InvalidToken:
         raise CliError("Telegram refused the bot token: check CHATBOT_TELEGRAM_TOKEN") from None
     except TelegramError as exc:
         where = app.settings.telegram.base_url
         raise CliError(redactor.redact(f"Bot API at {where}: {exc}")) from None
     finally:
+        await asyncio.to_thread(scheduler.shutdown)
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
         await app.close()

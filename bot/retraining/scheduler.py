@@ -12,8 +12,8 @@ starts again within the grace time), `coalesce` (several missed runs happen once
 train once. A scheduler rereads the job store every `retrain.poll_seconds`, so schedules edited
 by another process (`chatbot schedule add` while the bot runs) take effect without a restart.
 
-`RetrainScheduler.editor()` opens the job store without running jobs (APScheduler's documented
-"start paused" mode): the CLI and the admin commands edit schedules through it.
+Editing schedules (the CLI, the admin commands) goes through the running scheduler when this
+process has one, else through the job store opened without running anything.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import STATE_PAUSED
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_STOPPED, BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.retraining.errors import InvalidScheduleError
@@ -40,6 +40,7 @@ from config import Settings
 from storage.database import Database
 
 log = logging.getLogger(__name__)
+S = TypeVar("S", bound=BaseScheduler)
 
 JOB_FUNCTION = "bot.retraining.scheduler:scheduled_retrain"
 JOB_ID_PREFIX = "retrain-"
@@ -102,10 +103,27 @@ class _PollingScheduler(BackgroundScheduler):
     poll_seconds: float = 30.0
 
     def _process_jobs(self) -> float | None:
+        if self.state == STATE_STOPPED:  # woken by shutdown: due jobs are for the next start
+            return None
         wait = super()._process_jobs()
         if self.state == STATE_PAUSED:  # opened for editing only
             return wait
         return self.poll_seconds if wait is None else min(wait, self.poll_seconds)
+
+
+class _Editor(BaseScheduler):
+    """Opens the job stores to edit schedules and never runs a job: no thread, no processing.
+    (A paused `BackgroundScheduler` would process due jobs once while shutting down, and so
+    consume a run that the scheduler of another process was about to make.)"""
+
+    def shutdown(self, wait: bool = True) -> None:
+        super().shutdown(wait)
+
+    def wakeup(self) -> None:
+        pass
+
+    def _process_jobs(self) -> float | None:
+        return None
 
 
 class RetrainScheduler:
@@ -117,9 +135,9 @@ class RetrainScheduler:
         self.service = service or RetrainService(settings, db)
         self._scheduler: _PollingScheduler | None = None
 
-    def _build(self) -> _PollingScheduler:
+    def _build(self, kind: type[S]) -> S:
         r = self.settings.retrain
-        scheduler = _PollingScheduler(
+        return kind(
             jobstores={"default": _AppJobStore(engine=self.db.engine, tablename=JOBS_TABLE)},
             executors={"default": ThreadPoolExecutor(max_workers=1)},
             job_defaults={
@@ -129,8 +147,6 @@ class RetrainScheduler:
             },
             timezone=r.timezone,
         )
-        scheduler.poll_seconds = r.poll_seconds
-        return scheduler
 
     # ---- running jobs --------------------------------------------------------------------------
 
@@ -141,7 +157,8 @@ class RetrainScheduler:
             if _running is not None:
                 raise RuntimeError("a retraining scheduler is already running in this process")
             self.service.recover()
-            self._scheduler = self._build()
+            self._scheduler = self._build(_PollingScheduler)
+            self._scheduler.poll_seconds = self.settings.retrain.poll_seconds
             _running = self
             try:
                 self._scheduler.start()
@@ -172,12 +189,12 @@ class RetrainScheduler:
     # ---- editing -------------------------------------------------------------------------------
 
     @contextmanager
-    def _store(self) -> Iterator[BackgroundScheduler]:
-        """The running scheduler, or one opened paused just for the edit."""
+    def _store(self) -> Iterator[BaseScheduler]:
+        """The running scheduler, or the job store opened just for the edit."""
         if self._scheduler is not None and self._scheduler.running:
             yield self._scheduler
             return
-        editor = self._build()
+        editor = self._build(_Editor)
         editor.start(paused=True)
         try:
             yield editor

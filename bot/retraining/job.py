@@ -375,9 +375,10 @@ def _train_in_worker(
         if process.poll() is None:
             process.kill()
             process.wait()
-    if code != 0:
-        how = f"was killed (signal {-code})" if code < 0 else f"failed (exit code {code})"
-        raise WorkerFailed(f"the training process {how}{_log_tail(work / LOG)}")
+    if code < 0:
+        raise WorkerFailed(f"the training process was killed (signal {-code})")
+    if code != 0:  # its traceback's last lines say why
+        raise WorkerFailed(f"the training process failed (exit code {code}){_log_tail(work / LOG)}")
     result = read_json(work / RESULT)
     if result is None:
         raise WorkerFailed("the training process exited without a result")

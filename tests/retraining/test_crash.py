@@ -1,0 +1,157 @@
+"""`kill -9` in the middle of a retraining: of the training process, or of the process running
+the job. The active model, every earlier version and the data stay as they were, the run is
+marked failed (at once, or at the next start), and the next run works."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.retraining import job, recovery
+from bot.retraining.job import RetrainOutcome
+from bot.retraining.worker import STATUS, read_json
+from config import Settings
+from storage import model_versions, training_runs
+from storage.database import Database
+from storage.models import Message
+from tests.support.retraining import PATTERN, cli_env, seed_pattern, tree_digest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _endless(settings: Settings) -> Settings:
+    """Training that would run for many minutes: it is always killed mid-way."""
+    slow = settings.retrain.model_copy(update={"epochs": 100_000, "time_budget_minutes": 10})
+    return settings.model_copy(update={"retrain": slow})
+
+
+def _wait_for_training(settings: Settings, db: Database, timeout: float = 60) -> dict[str, Any]:
+    """The worker's heartbeat once it has finished an epoch (a checkpoint is half-way there)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = db.read(training_runs.running_run)
+        if run is not None:
+            status = read_json(recovery.work_dir(settings, run.id) / STATUS)
+            if status and status["phase"] == "training" and status.get("epoch", 0) >= 1:
+                return {**status, "run": run}
+        time.sleep(0.05)
+    raise AssertionError("the worker never reported a finished epoch")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has exited
+
+
+def _messages(db: Database) -> int:
+    with db.session() as s:
+        return s.query(Message).count()
+
+
+@pytest.fixture
+def history(db: Database, model_dir: Path, tmp_path: Path) -> dict[str, dict[str, str]]:
+    """An earlier version besides the active one, and the digests of both directories."""
+    older = tmp_path / "older"
+    subprocess.run(["cp", "-r", str(model_dir), str(older)], check=True)
+    with db.begin() as s:
+        model_versions.register_version(s, "older", str(older))
+        model_versions.activate_version(s, "older")
+        model_versions.register_version(s, "default", str(model_dir.resolve()))
+        model_versions.activate_version(s, "default")
+    seed_pattern(db)
+    return {"default": tree_digest(model_dir), "older": tree_digest(older)}
+
+
+def _assert_untouched(
+    db: Database, model_dir: Path, tmp_path: Path, digests: dict[str, dict[str, str]]
+) -> None:
+    with db.session() as s:
+        assert [v.name for v in model_versions.list_versions(s)] == ["older", "default"]
+        assert model_versions.get_active_version(s).name == "default"  # type: ignore[union-attr]
+    assert tree_digest(model_dir) == digests["default"]
+    assert tree_digest(tmp_path / "older") == digests["older"]
+    assert _messages(db) == 2 * len(PATTERN)
+
+
+def test_kill_9_of_the_training_process_fails_the_run_and_changes_nothing_else(
+    settings: Settings,
+    db: Database,
+    model_dir: Path,
+    tmp_path: Path,
+    history: dict[str, dict[str, str]],
+) -> None:
+    outcome: list[RetrainOutcome] = []
+    runner = threading.Thread(
+        target=lambda: outcome.append(job.run_retrain(_endless(settings), db, trigger="test"))
+    )
+    runner.start()
+    status = _wait_for_training(settings, db)
+    assert status["run"].metrics["worker_pid"] == status["pid"]
+
+    os.kill(status["pid"], signal.SIGKILL)
+    runner.join(timeout=60)
+
+    [killed] = outcome
+    assert killed.status == "failed"
+    assert killed.error == "the training process was killed (signal 9)"
+    run = db.read(training_runs.get_run, killed.run_id)
+    assert run.status == "failed" and run.error == killed.error
+    assert run.last_message_id is None  # nothing counted as trained on
+    _assert_untouched(db, model_dir, tmp_path, history)
+    assert list(settings.versions_dir.iterdir()) == []  # the work directory is gone
+
+    following = job.run_retrain(settings, db, trigger="test")
+    assert following.status == "promoted" and following.parent_version == "default"
+    assert following.metrics["pairs"]["new"] == len(PATTERN)  # the same pairs again
+
+
+def test_kill_9_of_the_job_process_is_failed_at_the_next_start_and_the_next_run_works(
+    settings: Settings,
+    db: Database,
+    model_dir: Path,
+    tmp_path: Path,
+    history: dict[str, dict[str, str]],
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATBOT_")}
+    env.update(cli_env(_endless(settings)), PYTHONPATH=str(REPO_ROOT))
+    cli = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from bot.cli import main; sys.exit(main())", "retrain"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        status = _wait_for_training(settings, db)
+        cli.kill()  # SIGKILL: no cleanup of any kind in the job's process
+        cli.wait()
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    orphan = status["run"]
+    deadline = time.monotonic() + 10
+    while _alive(status["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(status["pid"]), "the training process outlived its parent"
+    assert db.read(training_runs.get_run, orphan.id).status == "running"  # nobody told the db
+    _assert_untouched(db, model_dir, tmp_path, history)
+
+    following = job.run_retrain(settings, db, trigger="test")
+
+    dead = db.read(training_runs.get_run, orphan.id)
+    assert dead.status == "failed"
+    assert dead.error == f"the process running it (pid {cli.pid} on {os.uname().nodename}) died"
+    assert following.status == "promoted" and following.run_id == orphan.id + 1
+    leftovers = [p.name for p in settings.versions_dir.iterdir()]
+    assert leftovers == [following.candidate_version]  # the dead run's work directory is gone

@@ -133,17 +133,10 @@ def test_interactive_session_with_reset_and_quit(env: dict[str, str]) -> None:
     assert term.exit_code() == 0
 
 
-def test_ctrl_d_exits_cleanly(env: dict[str, str]) -> None:
+@pytest.mark.parametrize("key", ["\x04", "\x03"], ids=["ctrl-d", "ctrl-c"])
+def test_ctrl_d_and_ctrl_c_exit_cleanly(env: dict[str, str], key: str) -> None:
     term = Terminal(env)
     term.expect("you> ")
-    term.type("\x04")
-    term.expect("Bye!")
-    assert term.exit_code() == 0
-
-
-def test_ctrl_c_exits_cleanly(env: dict[str, str]) -> None:
-    term = Terminal(env)
-    term.expect("you> ")
-    term.type("\x03")
+    term.type(key)
     term.expect("Bye!")
     assert term.exit_code() == 0

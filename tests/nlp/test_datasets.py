@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from nlp.datasets import (
+    Corpus,
     Dialogue,
     EncodedPair,
     bucketed_batches,
@@ -115,27 +116,22 @@ def test_bucketing_wastes_less_on_padding_than_random_batches() -> None:
 
 def test_prepare_corpus_builds_vocab_from_training_split(tmp_path: Path) -> None:
     (tmp_path / "d.tsv").write_text("hello there\thi\nhow are you\tfine thanks\n")
-    corpus = prepare_corpus(
-        [str(tmp_path / "d.tsv")],
-        TextProcessor(),
-        context_turns=1,
-        max_length=10,
-        valid_fraction=0.0,
-        test_fraction=0.0,
-        min_count=1,
-        max_vocab=100,
-    )
+
+    def prepare(reverse: bool) -> Corpus:
+        return prepare_corpus(
+            [str(tmp_path / "d.tsv")],
+            TextProcessor(),
+            context_turns=1,
+            max_length=10,
+            valid_fraction=0.0,
+            test_fraction=0.0,
+            min_count=1,
+            max_vocab=100,
+            reverse=reverse,
+        )
+
+    corpus = prepare(reverse=False)
     assert "hello" in corpus.vocab and len(corpus.encoded["train"]) == 2
-    reverse = prepare_corpus(
-        [str(tmp_path / "d.tsv")],
-        TextProcessor(),
-        context_turns=1,
-        max_length=10,
-        valid_fraction=0.0,
-        test_fraction=0.0,
-        min_count=1,
-        max_vocab=100,
-        reverse=True,
-    )
+    reverse = prepare(reverse=True)
     assert reverse.tokenized["train"][0].context == ["hi"]
     assert reverse.tokenized["train"][0].reply == ["hello", "there"]

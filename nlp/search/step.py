@@ -41,6 +41,7 @@ class Stepper:
         self.hidden = hidden
         self.constraints = constraints
         self.keep_attention = keep_attention
+        self._banned = torch.tensor(constraints.banned, dtype=torch.long, device=memory.keys.device)
         self.last_attention: Tensor | None = None  # (N, src_len) of the latest step
 
     def __call__(self, history: Tensor) -> Tensor:
@@ -57,7 +58,7 @@ class Stepper:
 
     def _constrain(self, log_probs: Tensor, history: Tensor) -> Tensor:
         c = self.constraints
-        log_probs[:, list(c.banned)] = float("-inf")
+        log_probs.index_fill_(1, self._banned, float("-inf"))
         generated = history.size(1) - 1  # without <sos>
         if generated < c.min_length:
             log_probs[:, EOS_ID] = float("-inf")

@@ -155,3 +155,24 @@ def test_a_worker_past_its_time_limit_is_stopped_and_the_run_fails(
     assert run.status == "failed" and run.error == outcome.error
     assert tree_digest(model_dir) == before
     assert not any(settings.versions_dir.iterdir())  # the work directory is gone
+
+
+def test_a_crashing_worker_fails_the_run_with_the_reason(
+    settings: Settings, db: Database, model_dir: Path, tmp_path: Path
+) -> None:
+    seed_pattern(db)
+    broken = settings.model_copy(
+        update={
+            "retrain": settings.retrain.model_copy(
+                update={"base_sources": [str(tmp_path / "gone.tsv")]}
+            )
+        }
+    )
+
+    outcome = job.run_retrain(broken, db, trigger="test")
+
+    assert outcome.status == "failed"
+    assert (outcome.error or "").startswith("the training process failed (exit code 1): ")
+    assert "data file not found" in (outcome.error or "")
+    assert db.read(training_runs.get_run, outcome.run_id).status == "failed"
+    assert outcome.active_version == versions.VERSION_ZERO

@@ -1,5 +1,6 @@
-"""`chatbot telegram` runs the retraining scheduler: on start it fails runs a dead process left
-running, and a stored schedule that came due while it was down fires once (misfire grace)."""
+"""`chatbot telegram` runs the retraining scheduler, and `chatbot scheduler` runs it without the
+bot: on start each fails runs a dead process left running, and a stored schedule that came due
+while it was down fires once (misfire grace), its result sent to the admins."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from bot.retraining.scheduler import RetrainScheduler
 from config import Settings
@@ -30,8 +33,9 @@ def _dead_pid() -> int:
     return child.pid
 
 
-async def test_the_bot_process_recovers_dead_runs_and_fires_a_missed_schedule(
-    fake: FakeTelegram, tmp_path: Path, sqlite_template: Path, tiny_model_dir: Path
+@pytest.mark.parametrize("command", ["telegram", "scheduler"])
+async def test_the_process_recovers_dead_runs_and_fires_a_missed_schedule(
+    fake: FakeTelegram, tmp_path: Path, sqlite_template: Path, tiny_model_dir: Path, command: str
 ) -> None:
     db_file = tmp_path / "chatbot.db"
     shutil.copyfile(sqlite_template, db_file)
@@ -70,7 +74,7 @@ async def test_the_bot_process_recovers_dead_runs_and_fires_a_missed_schedule(
             sys.executable,
             "-c",
             "import sys; from bot.cli import main; sys.exit(main())",
-            "telegram",
+            command,
             cwd=tmp_path,
             env=env,
             stdout=out,

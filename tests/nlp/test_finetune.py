@@ -54,7 +54,13 @@ def test_fine_tuning_learns_the_new_pairs_and_keeps_the_old_ones(
     before = perplexity(checkpoint, NEW)
     grow_vocabulary(checkpoint, NEW, min_count=1, max_new=100)
     training = TrainingSettings(
-        batch_size=8, learning_rate=0.01, max_epochs=12, device="cpu", seed=3, min_count=1
+        batch_size=8,
+        learning_rate=0.01,
+        max_epochs=12,
+        early_stopping_patience=12,
+        device="cpu",
+        seed=3,
+        min_count=1,
     )
     result = fine_tune(
         checkpoint,

@@ -79,7 +79,7 @@ async def on_not_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         return
     state = bot_state(context)
     if await _admitted(state, context, message, user):
-        await _send(state, context, message.chat.id, answers.NOT_TEXT)
+        await _send(state, context, message.chat.id, answers.NOT_TEXT, reply_to=_thread(message))
 
 
 async def ignored(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -111,7 +111,7 @@ async def deliver(
         message.chat.id,
         answer.text,
         reply_markup=None if answer.reply_id is None else feedback_keyboard(answer.reply_id),
-        reply_to=message.message_id if is_group(message.chat) else None,
+        reply_to=_thread(message),
     )
     if sent is None or answer.reply_id is None:
         return
@@ -126,7 +126,7 @@ async def _admitted(
 ) -> bool:
     decision = state.limiter.check(user.id)
     if decision is Decision.WARN:
-        await _send(state, context, message.chat.id, answers.SLOW_DOWN)
+        await _send(state, context, message.chat.id, answers.SLOW_DOWN, reply_to=_thread(message))
     return decision is Decision.ALLOW
 
 
@@ -148,6 +148,11 @@ async def _send(
         retries=state.settings.send_retries,
         delay_seconds=state.settings.send_retry_delay_seconds,
     )
+
+
+def _thread(message: Message) -> int | None:
+    """In a group, answer as a reply to the message, so it is clear whom the bot is answering."""
+    return message.message_id if is_group(message.chat) else None
 
 
 def _kind(update: Update) -> str:

@@ -93,4 +93,5 @@ async def test_a_sticker_in_a_group_gets_a_note_only_when_it_replies_to_the_bot(
     await bot.settle()
 
     assert note["text"] == answers.NOT_TEXT
+    assert note["reply_to_message"]["sticker"]  # answers the sticker, in its thread
     assert len(bot.fake.sent(GROUP["id"])) == 2

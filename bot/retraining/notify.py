@@ -2,15 +2,16 @@
 
 A plain Bot API `sendMessage` per admin over HTTP (synchronous: it runs in the scheduler's worker
 thread, not on an event loop), so `chatbot scheduler` can report without running the bot. Without
-a token or admins it does nothing; a failure to send is logged (never with the token in it) and
-never fails the job.
+a token or admins it does nothing; a failure to send is logged (never with the URL, which holds
+the token) and never fails the job.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-
-import httpx
+import urllib.error
+import urllib.request
 
 from config import TelegramSettings
 
@@ -23,20 +24,21 @@ def notify_admins(settings: TelegramSettings, text: str, *, timeout: float = 10.
         return 0
     url = f"{settings.base_url.rstrip('/')}{settings.token.get_secret_value()}/sendMessage"
     sent = 0
-    with httpx.Client(timeout=timeout) as client:
-        for admin_id in settings.admin_ids:
-            try:
-                response = client.post(url, json={"chat_id": admin_id, "text": text[:4096]})
-                if response.status_code == 200:
-                    sent += 1
-                else:
-                    log.warning(
-                        "could not tell admin %s about the retraining: HTTP %s",
-                        admin_id,
-                        response.status_code,
-                    )
-            except httpx.HTTPError as exc:
-                log.warning(
-                    "could not tell admin %s about the retraining: %s", admin_id, type(exc).__name__
-                )
+    for admin_id in settings.admin_ids:
+        request = urllib.request.Request(
+            url,
+            data=json.dumps({"chat_id": admin_id, "text": text[:4096]}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout):
+                sent += 1
+        except urllib.error.HTTPError as exc:
+            log.warning("could not tell admin %s about the retraining: HTTP %s", admin_id, exc.code)
+        except OSError as exc:  # URLError, timeouts, refused connections
+            reason = getattr(exc, "reason", exc)
+            log.warning(
+                "could not tell admin %s about the retraining: %s", admin_id, type(reason).__name__
+            )
     return sent

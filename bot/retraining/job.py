@@ -228,9 +228,10 @@ def complete_retrain(
         )
         metrics.update(decision.as_dict())
         metrics["seconds"] = round(time.monotonic() - prepared.started_at, 1)
+        # Pairs one epoch trains on: the new ones (repeated) and the base sample.
         total = (
             result["pairs"]["train"] * settings.retrain.new_pair_repeats
-            + (result["pairs"]["base_sample"])
+            + result["pairs"]["base_sample"]
         )
         if decision.promote:
             target = versions.new_version_dir(settings, run.id)

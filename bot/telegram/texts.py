@@ -17,9 +17,18 @@ HELP = (
     "/start - who I am and what I keep about you\n"
     "/help - this list\n"
     "/reset - start a new conversation (I stop using the earlier messages as context)\n"
-    "/forget - delete everything stored about you (asks first)"
+    "/forget - delete everything stored about you (asks first)\n"
+    "/optout - keep your messages out of my training (/optin undoes it)"
 )
-ADMIN_HELP = "\n\nAdmin commands:\n/status - model version, uptime, counts\n/stats - usage numbers"
+ADMIN_HELP = (
+    "\n\nAdmin commands:\n"
+    "/status - model version, last training run, uptime, counts\n"
+    "/stats - usage numbers\n"
+    "/retrain [force] - retrain on the new chat logs now\n"
+    "/teach <context> => <reply> - add a training pair\n"
+    "/schedule [<cron>|off] - show or set the retraining schedule\n"
+    "/rollback - go back to the previous model version"
+)
 
 RESET = "Okay, fresh start: I won't use our earlier messages as context any more."
 UNKNOWN_COMMAND = "I don't know that command. /help lists the ones I do."

@@ -40,15 +40,16 @@ def admins_only(handler: Handler) -> Handler:
 
 @admins_only
 async def status(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await _reply(update, context, await status_text(bot_state(context)))
+    await reply(update, context, await status_text(bot_state(context)))
 
 
 @admins_only
 async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    await _reply(update, context, await stats_text(bot_state(context)))
+    await reply(update, context, await stats_text(bot_state(context)))
 
 
-async def _reply(update: Update, context: ContextTypes.DEFAULT_TYPE, text: str) -> None:
+async def reply(update: Update, context: ContextTypes.DEFAULT_TYPE, text: str) -> None:
+    """Answer in the update's chat, with the bot's send retries."""
     assert update.effective_chat is not None
     settings = bot_state(context).settings
     await send_text(

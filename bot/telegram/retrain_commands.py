@@ -25,7 +25,7 @@ from bot.retraining.job import PreparedRun
 from bot.retraining.scheduler import RetrainScheduler, Schedule
 from bot.retraining.service import RetrainService
 from bot.telegram import retrain_texts as texts
-from bot.telegram.admin import admins_only
+from bot.telegram.admin import admins_only, reply
 from bot.telegram.groups import chat_kind
 from bot.telegram.sending import send_text
 from bot.telegram.state import PLATFORM, BotState, bot_state
@@ -86,15 +86,15 @@ async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         prepared = await asyncio.to_thread(service.start, "telegram", force)
     except TrainingRunInProgressError as exc:
-        await _reply(update, context, texts.RETRAIN_BUSY.format(error=exc))
+        await reply(update, context, texts.RETRAIN_BUSY.format(error=exc))
         return
     except NotEnoughPairsError as exc:
-        await _reply(update, context, texts.RETRAIN_TOO_FEW.format(error=exc))
+        await reply(update, context, texts.RETRAIN_TOO_FEW.format(error=exc))
         return
     except (RetrainError, NlpError, StorageError) as exc:
-        await _reply(update, context, texts.RETRAIN_CANNOT.format(error=exc))
+        await reply(update, context, texts.RETRAIN_CANNOT.format(error=exc))
         return
-    await _reply(
+    await reply(
         update,
         context,
         texts.RETRAIN_STARTED.format(
@@ -135,7 +135,7 @@ async def teach(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     said, arrow, answer = _argument(update).partition("=>")
     said, answer = " ".join(said.split()), " ".join(answer.split())
     if not arrow or not said or not answer:
-        await _reply(update, context, texts.TEACH_USAGE)
+        await reply(update, context, texts.TEACH_USAGE)
         return
     message, user = update.effective_message, update.effective_user
     assert message is not None and user is not None
@@ -154,9 +154,9 @@ async def teach(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         await bot_state(context).app.db.run(store)
     except StorageError as exc:  # e.g. text the database cannot hold
-        await _reply(update, context, f"{exc}")
+        await reply(update, context, f"{exc}")
         return
-    await _reply(update, context, texts.TEACH_DONE.format(context=said, reply=answer))
+    await reply(update, context, texts.TEACH_DONE.format(context=said, reply=answer))
 
 
 # ---- /schedule -----------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ async def schedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             text = texts.SCHEDULE_SET.format(
                 cron=added.cron, timezone=timezone, next_run=_when(added)
             )
-    await _reply(update, context, text)
+    await reply(update, context, text)
 
 
 def _schedule_line(schedule: Schedule) -> str:
@@ -207,9 +207,9 @@ async def rollback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         version = await bot_state(context).app.db.run(model_versions.rollback_version)
     except NoPreviousVersionError as exc:
-        await _reply(update, context, texts.ROLLBACK_NONE.format(error=exc))
+        await reply(update, context, texts.ROLLBACK_NONE.format(error=exc))
         return
-    await _reply(update, context, texts.ROLLBACK_DONE.format(version=version.name))
+    await reply(update, context, texts.ROLLBACK_DONE.format(version=version.name))
 
 
 # ---- /optout, /optin (everyone) ------------------------------------------------------------------
@@ -235,16 +235,4 @@ async def _set_opted_out(
         privacy.set_opted_out(session, conversations.get_or_create_user(session, person), opted_out)
 
     await bot_state(context).app.db.run(store)
-    await _reply(update, context, texts.OPTOUT_DONE if opted_out else texts.OPTIN_DONE)
-
-
-async def _reply(update: Update, context: ContextTypes.DEFAULT_TYPE, text: str) -> None:
-    assert update.effective_chat is not None
-    settings = bot_state(context).settings
-    await send_text(
-        context.bot,
-        update.effective_chat.id,
-        text,
-        retries=settings.send_retries,
-        delay_seconds=settings.send_retry_delay_seconds,
-    )
+    await reply(update, context, texts.OPTOUT_DONE if opted_out else texts.OPTIN_DONE)

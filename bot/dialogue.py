@@ -93,7 +93,7 @@ class DialogueService:
         fixed = self._fixed_answer(text)
         if fixed is not None:
             return await self._answer_fixed(msg, text, fixed)
-        async with self._lock_for(msg):
+        async with self._lock_for(msg.platform, msg.chat_id):
             started = time.perf_counter()
             try:
                 history = await self.db.run_read(self._history_texts, msg)
@@ -121,7 +121,7 @@ class DialogueService:
         text = _UNSTORABLE.sub("", msg.text)
         if not text.strip():
             return None
-        async with self._lock_for(msg):
+        async with self._lock_for(msg.platform, msg.chat_id):
             return await self.db.run(_save_turn_only, msg, text)
 
     def _fixed_answer(self, text: str) -> str | None:
@@ -138,7 +138,7 @@ class DialogueService:
     async def _answer_fixed(self, msg: Incoming, text: str, reply: str) -> Answer:
         if not text.strip():
             return Answer(reply, generated=False)
-        async with self._lock_for(msg):
+        async with self._lock_for(msg.platform, msg.chat_id):
             saved = await self.db.run(
                 conversations.save_exchange,
                 msg.chat,
@@ -158,8 +158,8 @@ class DialogueService:
         start = self._context_start.get(_key(msg.platform, msg.chat_id), 0)
         return [t.text for t in conversations.recent_context(session, chat_id, k) if t.id > start]
 
-    def _lock_for(self, msg: Incoming) -> asyncio.Lock:
-        key = _key(msg.platform, msg.chat_id)
+    def _lock_for(self, platform: str, chat_id: str | int) -> asyncio.Lock:
+        key = _key(platform, chat_id)
         lock = self._chat_locks.get(key)
         if lock is None:
             lock = asyncio.Lock()
@@ -191,7 +191,7 @@ class DialogueService:
         """Store `user`'s 👍 (+1) or 👎 (-1) on our reply `reply_id`; pressing again changes it.
         None when `reply_id` is not (or no longer: /forget) a bot message of `chat`. Votes of one
         chat are stored in the order they came (the chat's lock), so the last press wins."""
-        async with self._lock_for(Incoming(chat.platform, chat.external_id, user.external_id, "")):
+        async with self._lock_for(str(chat.platform), chat.external_id):
             return await self.db.run(_vote, chat, user, reply_id, value)
 
     async def mark_sent(self, reply_id: int, external_id: str | int) -> None:

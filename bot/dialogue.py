@@ -64,6 +64,10 @@ class Answer:
     turn_id: int | None = None
     model_version: str | None = None
     latency_ms: float = 0.0
+    duplicate: bool = False  # the platform delivered this message before: send nothing
+
+
+DUPLICATE = Answer("", generated=False, duplicate=True)
 
 
 class DialogueService:
@@ -94,6 +98,8 @@ class DialogueService:
         if fixed is not None:
             return await self._answer_fixed(msg, text, fixed)
         async with self._lock_for(msg.platform, msg.chat_id):
+            if await self._seen_before(msg):
+                return DUPLICATE
             started = time.perf_counter()
             try:
                 history = await self.db.run_read(self._history_texts, msg)
@@ -122,6 +128,8 @@ class DialogueService:
         if not text.strip():
             return None
         async with self._lock_for(msg.platform, msg.chat_id):
+            if await self._seen_before(msg):
+                return None
             return await self.db.run(_save_turn_only, msg, text)
 
     def _fixed_answer(self, text: str) -> str | None:
@@ -139,6 +147,8 @@ class DialogueService:
         if not text.strip():
             return Answer(reply, generated=False)
         async with self._lock_for(msg.platform, msg.chat_id):
+            if await self._seen_before(msg):
+                return DUPLICATE
             saved = await self.db.run(
                 conversations.save_exchange,
                 msg.chat,
@@ -148,6 +158,16 @@ class DialogueService:
                 turn_external_id=msg.message_id,
             )
         return Answer(reply, False, saved.reply_id, saved.turn_id)
+
+    async def _seen_before(self, msg: Incoming) -> bool:
+        """A platform may deliver one message twice (a bot restarted before acknowledging an
+        update); the second delivery is neither stored nor answered again."""
+        if msg.message_id is None:
+            return False
+        if await self.db.run_read(_stored_turn_id, msg) is None:
+            return False
+        log.info("message %s of chat %s was delivered again; ignored", msg.message_id, msg.chat_id)
+        return True
 
     def _history_texts(self, session: Session, msg: Incoming) -> list[str]:
         """The texts of the last k-1 messages of the chat (since its last /reset), oldest first."""
@@ -213,6 +233,14 @@ def _save_turn_only(session: Session, msg: Incoming, text: str) -> int:
     return conversations.save_turn(
         session, chat_id=chat_id, user_id=user_id, text=text, external_id=msg.message_id
     )
+
+
+def _stored_turn_id(session: Session, msg: Incoming) -> int | None:
+    chat_id = conversations.find_chat(session, msg.platform, msg.chat_id)
+    if chat_id is None or msg.message_id is None:
+        return None
+    turn = conversations.find_turn_by_external_id(session, chat_id, msg.message_id)
+    return None if turn is None else turn.id
 
 
 def _last_message_id(session: Session, platform: str, chat_id: str | int) -> int:

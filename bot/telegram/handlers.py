@@ -105,6 +105,8 @@ async def deliver(
     state: BotState, context: ContextTypes.DEFAULT_TYPE, message: Message, answer: Answer
 ) -> None:
     """Send a stored answer (with 👍/👎) and record the id Telegram gave it."""
+    if answer.duplicate:  # Telegram delivered this message before and it was answered then
+        return
     sent = await _send(
         state,
         context,

@@ -148,3 +148,17 @@ async def test_forget_removes_the_users_rows_only(service: DialogueService, db: 
     assert result is not None and result.messages >= 1
     assert [t for t, _, _ in _messages(db)] == ["bye", "Goodbye, see you soon!"]
     assert await service.forget("console", "nobody") is None
+
+
+async def test_a_message_delivered_twice_is_stored_and_answered_once(
+    service: DialogueService, db: Database
+) -> None:
+    first = await service.respond(_msg("hello", message_id=7))
+    again = await service.respond(_msg("hello", message_id=7))
+    assert first.text == "Hi there!" and not first.duplicate
+    assert again.duplicate and again.text == ""
+    assert await service.record(_msg("hello", message_id=7)) is None
+    fixed_again = await service.respond(_msg("!!!", message_id=8))
+    assert not fixed_again.duplicate
+    assert (await service.respond(_msg("!!!", message_id=8))).duplicate
+    assert [t for t, _, _ in _messages(db)] == ["hello", "Hi there!", "!!!", answers.NO_WORDS]

@@ -121,3 +121,20 @@ async def test_an_unknown_command_gets_a_pointer_to_help(bot: Harness) -> None:
     [reply] = await bot.fake.wait_for_message(ANN["id"])
 
     assert reply["text"] == texts.UNKNOWN_COMMAND
+
+
+async def test_a_message_delivered_twice_is_answered_once(bot: Harness) -> None:
+    update = bot.fake.say(ANN, "hello")
+    await bot.fake.wait_for_message(ANN["id"])
+    bot.fake.push({"message": update["message"]})  # the same message in a new update
+    bot.fake.say(ANN, "how are you?")
+    await bot.fake.wait_for_message(ANN["id"], count=2)
+    await bot.settle()
+
+    assert [m["text"] for m in bot.fake.sent(ANN["id"])] == [GREETING_REPLY, "I am fine, thanks."]
+    assert [t.text for t in bot.turns(ANN["id"])] == [
+        "hello",
+        GREETING_REPLY,
+        "how are you?",
+        "I am fine, thanks.",
+    ]

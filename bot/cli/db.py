@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from bot.retention import prune
 from config import Settings
 from storage import schema
 from storage.database import Database
@@ -24,6 +25,9 @@ def register(subparsers: Any) -> None:
     commands.add_parser("current", help="show the database's revision and whether it is current")
     commands.add_parser("history", help="list the migrations, newest first")
     commands.add_parser("check", help="fail if the models and the migrations disagree")
+    commands.add_parser(
+        "prune", help="delete messages older than CHATBOT_STORAGE__RETENTION_DAYS (if set)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -35,12 +39,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     db = Database.from_settings(settings)
     try:
-        return _run_on(db, args)
+        return _run_on(db, args, settings)
     finally:
         db.dispose()
 
 
-def _run_on(db: Database, args: argparse.Namespace) -> int:
+def _run_on(db: Database, args: argparse.Namespace, settings: Settings) -> int:
     where = db.url.render_as_string(hide_password=True)
     if args.db_command == "upgrade":
         schema.upgrade(db, args.revision)
@@ -57,6 +61,13 @@ def _run_on(db: Database, args: argparse.Namespace) -> int:
         else:
             state = f"(out of date: head is {_revisions(status.heads)}; run `chatbot db upgrade`)"
         print(f"{where}: at {_revisions(status.current)} {state}")
+    elif args.db_command == "prune":
+        days = settings.storage.retention_days
+        if days is None:
+            print(f"{where}: retention is off (CHATBOT_STORAGE__RETENTION_DAYS unset): kept all")
+        else:
+            schema.ensure_schema(db)
+            print(f"{where}: deleted {prune(db, days)} messages older than {days} days")
     elif args.db_command == "check":
         schema.check_models(db)
         print(f"{where}: models and migrations agree")

@@ -104,6 +104,7 @@ def webhook_config(args: argparse.Namespace, settings: Settings) -> WebhookConfi
 async def _serve(app: App, webhook: WebhookConfig | None, redactor: RedactSecrets) -> int:
     from telegram.error import InvalidToken, TelegramError
 
+    from bot.retention import prune_periodically
     from bot.retraining.scheduler import RetrainScheduler
     from bot.telegram import build_application, retrain_commands, running
 
@@ -118,7 +119,11 @@ async def _serve(app: App, webhook: WebhookConfig | None, redactor: RedactSecret
         retrain_commands.attach(application, scheduler.service, scheduler)
         await asyncio.to_thread(scheduler.start)
         async with running(application, webhook):
+            retention = asyncio.create_task(
+                prune_periodically(app.db, app.settings.storage.retention_days)
+            )
             await stop.wait()
+            retention.cancel()
             log.info("stopping: finishing the updates in progress")
             # A retraining in progress is cancelled (its run recorded failed), not waited for.
             await asyncio.to_thread(scheduler.shutdown)

@@ -24,7 +24,7 @@ import torch
 from bench.reference_tutorial import TutorialBatch, TutorialModel, random_batches
 from config import DecodingSettings, ModelSettings
 from nlp.checkpoint import read_config
-from nlp.datasets import Corpus, bucketed_batches, prepare_corpus
+from nlp.datasets import Corpus, bucketed_batches, prepare_corpus, tokenized_splits_like
 from nlp.model import Seq2Seq
 from nlp.responder import Responder
 from nlp.text import TextProcessor
@@ -148,17 +148,8 @@ def time_to_quality(corpus: Corpus, reference_steps: int, bf16: bool) -> dict[st
 def _contexts(model_dir: Path, count: int) -> list[list[str]]:
     """Test-split contexts of the checkpoint's own data, as token lists joined back to text."""
     info = read_config(model_dir).get("info", {})
-    corpus = prepare_corpus(
-        info.get("sources") or ["chitchat"],
-        TextProcessor(),
-        context_turns=1,
-        max_length=int(info.get("max_length", 20)),
-        valid_fraction=0.05,
-        test_fraction=0.05,
-        min_count=1,
-        max_vocab=10,
-    )
-    return [p.context for p in corpus.tokenized["test"][:count]]
+    tokenized = tokenized_splits_like(info, TextProcessor(), info.get("sources") or ["chitchat"])
+    return [p.context for p in tokenized["test"][:count]]
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:

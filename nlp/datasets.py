@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -262,7 +263,7 @@ class Corpus:
     encoded: dict[str, list[EncodedPair]]
 
 
-def prepare_corpus(
+def tokenized_splits(
     sources: Sequence[str],
     processor: TextProcessor,
     *,
@@ -270,12 +271,10 @@ def prepare_corpus(
     max_length: int,
     valid_fraction: float,
     test_fraction: float,
-    min_count: int,
-    max_vocab: int,
-    vocab: Vocabulary | None = None,
     reverse: bool = False,
-) -> Corpus:
-    """Load, pair, split, tokenise; build the vocabulary from the training split (or reuse one).
+) -> dict[str, list[TokenizedPair]]:
+    """Load, pair, split, tokenise. A corpus too small for a validation split validates on its
+    first training pairs rather than not at all.
 
     `reverse=True` swaps context and reply: the data of the MMI reverse model p(context | reply).
     """
@@ -293,14 +292,67 @@ def prepare_corpus(
         tokenized = {name: [p for p in split if p.reply] for name, split in tokenized.items()}
     if not tokenized["train"]:
         raise DataError("no training pairs left after tokenising and the length filter")
-    if not tokenized["valid"]:  # tiny corpora: validate on training data rather than not at all
+    if not tokenized["valid"]:
         tokenized["valid"] = tokenized["train"][: max(1, len(tokenized["train"]) // 10)]
+    return tokenized
+
+
+def tokenized_splits_like(
+    info: dict[str, Any], processor: TextProcessor, sources: Sequence[str] | None = None
+) -> dict[str, list[TokenizedPair]]:
+    """The splits a checkpoint was trained on, rebuilt from the `info` its training recorded
+    (sources, context turns, length limit, split fractions, direction); `sources` overrides."""
+    return tokenized_splits(
+        sources or info.get("sources") or [],
+        processor,
+        context_turns=int(info.get("context_turns", 1)),
+        max_length=int(info.get("max_length", 20)),
+        valid_fraction=float(info.get("valid_fraction", 0.05)),
+        test_fraction=float(info.get("test_fraction", 0.05)),
+        reverse=info.get("direction") == "reverse",
+    )
+
+
+def corpus_from_splits(
+    tokenized: dict[str, list[TokenizedPair]],
+    *,
+    min_count: int = 1,
+    max_vocab: int | None = None,
+    vocab: Vocabulary | None = None,
+) -> Corpus:
+    """Encode the splits; build the vocabulary from the training split unless one is given."""
     if vocab is None:
         vocab = Vocabulary.build(
             (s for p in tokenized["train"] for s in (p.context, p.reply)), min_count, max_vocab
         )
     encoded = {name: encode_pairs(split, vocab) for name, split in tokenized.items()}
     return Corpus(vocab, tokenized, encoded)
+
+
+def prepare_corpus(
+    sources: Sequence[str],
+    processor: TextProcessor,
+    *,
+    context_turns: int,
+    max_length: int,
+    valid_fraction: float,
+    test_fraction: float,
+    min_count: int,
+    max_vocab: int,
+    vocab: Vocabulary | None = None,
+    reverse: bool = False,
+) -> Corpus:
+    """`tokenized_splits`, then a vocabulary from the training split (or the given one)."""
+    tokenized = tokenized_splits(
+        sources,
+        processor,
+        context_turns=context_turns,
+        max_length=max_length,
+        valid_fraction=valid_fraction,
+        test_fraction=test_fraction,
+        reverse=reverse,
+    )
+    return corpus_from_splits(tokenized, min_count=min_count, max_vocab=max_vocab, vocab=vocab)
 
 
 def _reversed(pair: TokenizedPair, max_length: int) -> TokenizedPair:

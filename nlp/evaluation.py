@@ -12,7 +12,7 @@ import torch
 
 from config import DecodingSettings
 from nlp.checkpoint import load_checkpoint
-from nlp.datasets import EncodedPair, bucketed_batches, prepare_corpus
+from nlp.datasets import EncodedPair, bucketed_batches, corpus_from_splits, tokenized_splits_like
 from nlp.errors import DataError
 from nlp.metrics import reply_metrics
 from nlp.model import Seq2Seq
@@ -56,19 +56,10 @@ def evaluate_checkpoint(
     """Rebuild the split the checkpoint was trained with (same sources, seed-free hash split);
     `limit` keeps its first N pairs (a quick, reproducible check)."""
     checkpoint = load_checkpoint(directory, device)
-    info = checkpoint.info
-    corpus = prepare_corpus(
-        sources or info.get("sources") or [],
-        TextProcessor(checkpoint.text_settings),
-        context_turns=int(info.get("context_turns", 1)),
-        max_length=int(info.get("max_length", 20)),
-        valid_fraction=float(info.get("valid_fraction", 0.05)),
-        test_fraction=float(info.get("test_fraction", 0.05)),
-        min_count=1,
-        max_vocab=len(checkpoint.vocab),
-        vocab=checkpoint.vocab,
-        reverse=info.get("direction") == "reverse",
+    tokenized = tokenized_splits_like(
+        checkpoint.info, TextProcessor(checkpoint.text_settings), sources
     )
+    corpus = corpus_from_splits(tokenized, vocab=checkpoint.vocab)
     pairs = corpus.encoded[split][:limit]
     if not pairs:
         raise DataError(f"the {split!r} split of {directory} holds no pairs to evaluate")

@@ -21,14 +21,7 @@ import torch
 
 from config import TrainingSettings
 from nlp.checkpoint import Checkpoint
-from nlp.datasets import (
-    TokenizedPair,
-    encode_pairs,
-    load_source,
-    make_pairs,
-    split_pairs,
-    tokenize_pairs,
-)
+from nlp.datasets import TokenizedPair, encode_pairs, tokenized_splits_like
 from nlp.errors import DataError
 from nlp.model import extend_vocabulary
 from nlp.text import TextProcessor
@@ -68,21 +61,11 @@ def base_pairs(
 ) -> BasePairs:
     """Split the base sources with the parent's own fractions (`info`), so the validation pairs
     were never trained on. A corpus too small to have a validation split validates on its first
-    training pairs instead, as `prepare_corpus` does."""
+    training pairs instead (`tokenized_splits`)."""
     if not sources:
         raise DataError("no base corpus given: retraining needs base_sources")
-    context_turns = int(info.get("context_turns", 1))
-    max_length = int(info.get("max_length", 20))
-    pairs = [p for name in sources for p in make_pairs(load_source(name), context_turns)]
-    splits = split_pairs(
-        pairs, float(info.get("valid_fraction", 0.05)), float(info.get("test_fraction", 0.05))
-    )
-    train = tokenize_pairs(splits["train"], processor, max_length)
-    valid = tokenize_pairs(splits["valid"], processor, max_length)
-    if not train:
-        raise DataError("the base corpus has no training pairs left after tokenising")
-    if not valid:
-        valid = train[: max(1, len(train) // 10)]
+    splits = tokenized_splits_like({**info, "direction": "forward"}, processor, sources)
+    train, valid = splits["train"], splits["valid"]
     sample = random.Random(seed).sample(train, min(sample_size, len(train)))
     return BasePairs(sample, valid)
 

@@ -129,7 +129,7 @@ class Responder:
                 src,
                 torch.tensor([len(ids)]),
                 self.decoding.max_length,
-                StepConstraints(self.decoding.min_length, self.decoding.no_repeat_ngram),
+                StepConstraints.from_settings(self.decoding),
                 keep_attention=True,
             )[0]
         return source, self._to_reply(hyp), hyp.attention

@@ -25,7 +25,7 @@ def decode(
 ) -> list[Hypothesis]:
     """One hypothesis per input row. With a reverse model, beam search's n-best list (at least 5)
     is reranked by MMI-bidi."""
-    constraints = StepConstraints(settings.min_length, settings.no_repeat_ngram)
+    constraints = StepConstraints.from_settings(settings)
     if settings.strategy == "sample":
         return sample(
             model,

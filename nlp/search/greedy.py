@@ -1,6 +1,11 @@
-"""Greedy decoding, batched: each row stops at its own <eos>; the batch stops when all have."""
+"""Greedy decoding, batched: each row stops at its own <eos>; the batch stops when all have.
+
+`token_by_token` is the loop greedy and sampling share; they differ only in how a token is chosen.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -9,6 +14,8 @@ from nlp.model import Seq2Seq
 from nlp.search.hypothesis import Hypothesis, strip_eos
 from nlp.search.step import StepConstraints, Stepper
 from nlp.vocabulary import EOS_ID, PAD_ID, SOS_ID
+
+Chooser = Callable[[Tensor], Tensor]  # log-probs (N, vocab) -> next token ids (N,)
 
 
 @torch.inference_mode()
@@ -20,7 +27,27 @@ def greedy_search(
     constraints: StepConstraints = StepConstraints(),
     keep_attention: bool = False,
 ) -> list[Hypothesis]:
-    """src: (batch, src_len) -> one hypothesis per row."""
+    """src: (batch, src_len) -> one hypothesis per row: the most likely token at every step."""
+    return token_by_token(
+        model, src, src_lengths, max_length, constraints, _most_likely, keep_attention
+    )
+
+
+def _most_likely(log_probs: Tensor) -> Tensor:
+    return log_probs.argmax(dim=-1)
+
+
+def token_by_token(
+    model: Seq2Seq,
+    src: Tensor,
+    src_lengths: Tensor,
+    max_length: int,
+    constraints: StepConstraints,
+    choose: Chooser,
+    keep_attention: bool = False,
+) -> list[Hypothesis]:
+    """One token per row and step, picked by `choose` (greedy: argmax; sampling: a draw), until
+    every row has produced <eos>; a finished row only pads and no longer adds to its score."""
     memory, hidden = model.encode(src, src_lengths)
     step = Stepper(model, memory, hidden, constraints, keep_attention)
     batch = src.size(0)
@@ -29,8 +56,9 @@ def greedy_search(
     finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
     attention: list[Tensor] = []
     for _ in range(max_length):
-        best, token = step(history).max(dim=-1)
-        scores += best.masked_fill(finished, 0.0)
+        log_probs = step(history)
+        token = choose(log_probs)
+        scores += log_probs.gather(1, token.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
         token = token.masked_fill(finished, PAD_ID)
         history = torch.cat([history, token.unsqueeze(1)], dim=1)
         if keep_attention and step.last_attention is not None:

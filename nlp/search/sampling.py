@@ -6,9 +6,9 @@ import torch
 from torch import Tensor
 
 from nlp.model import Seq2Seq
-from nlp.search.hypothesis import Hypothesis, strip_eos
-from nlp.search.step import StepConstraints, Stepper
-from nlp.vocabulary import EOS_ID, PAD_ID, SOS_ID
+from nlp.search.greedy import token_by_token
+from nlp.search.hypothesis import Hypothesis
+from nlp.search.step import StepConstraints
 
 
 def filter_logits(log_probs: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
@@ -37,24 +37,11 @@ def sample(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> list[Hypothesis]:
-    memory, hidden = model.encode(src, src_lengths)
-    step = Stepper(model, memory, hidden, constraints)
-    batch = src.size(0)
-    history = torch.full((batch, 1), SOS_ID, dtype=torch.long, device=src.device)
-    scores = torch.zeros(batch, device=src.device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
-    for _ in range(max_length):
-        log_probs = step(history)
+    """One draw per step from the temperature-scaled, top-k/top-p filtered distribution; scores
+    are the unscaled log-probabilities of the drawn tokens."""
+
+    def draw(log_probs: Tensor) -> Tensor:
         filtered = filter_logits(log_probs / temperature, top_k, top_p)
-        token = torch.multinomial(filtered.softmax(dim=-1), 1, generator=generator).squeeze(1)
-        scores += log_probs.gather(1, token.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
-        token = token.masked_fill(finished, PAD_ID)
-        history = torch.cat([history, token.unsqueeze(1)], dim=1)
-        finished |= token.eq(EOS_ID)
-        if bool(finished.all()):
-            break
-    out = []
-    for ids, score in zip(history[:, 1:].tolist(), scores.tolist(), strict=True):
-        tokens, _ = strip_eos([t for t in ids if t != PAD_ID], EOS_ID)
-        out.append(Hypothesis(tokens, score, score))
-    return out
+        return torch.multinomial(filtered.softmax(dim=-1), 1, generator=generator).squeeze(1)
+
+    return token_by_token(model, src, src_lengths, max_length, constraints, draw)

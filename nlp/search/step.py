@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from config import DecodingSettings
 from nlp.model import EncoderMemory, Hidden, Seq2Seq, select_hidden
 from nlp.vocabulary import EOS_ID, PAD_ID, SEP_ID, SOS_ID, UNK_ID
 
@@ -23,6 +24,10 @@ class StepConstraints:
     min_length: int = 0  # tokens before <eos> is allowed
     no_repeat_ngram: int = 0  # 0 = off; n = an n-gram may occur once per reply
     banned: tuple[int, ...] = NEVER_GENERATED
+
+    @classmethod
+    def from_settings(cls, settings: DecodingSettings) -> StepConstraints:
+        return cls(settings.min_length, settings.no_repeat_ngram)
 
 
 class Stepper:

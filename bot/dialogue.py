@@ -244,10 +244,7 @@ def _stored_turn_id(session: Session, msg: Incoming) -> int | None:
 
 
 def _last_message_id(session: Session, platform: str, chat_id: str | int) -> int:
-    found = conversations.find_chat(session, platform, chat_id)
-    if found is None:
-        return 0
-    last = conversations.recent_context(session, found, 1)
+    last = _recent_turns(session, platform, chat_id, 1)
     return last[-1].id if last else 0
 
 

@@ -135,10 +135,6 @@ class TextProcessor:
             return NUMBER
         return token.text
 
-    def mask(self, text: str) -> str:
-        """Masked, normalised text as one string (for chat logs exported as training pairs)."""
-        return " ".join(self.tokenize(text))
-
 
 def _merge_number_runs(tokens: list[str]) -> list[str]:
     """`<num> - <num> - <num>` (a phone number spaCy split at its hyphens) -> one `<num>`."""

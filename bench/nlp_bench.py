@@ -26,8 +26,8 @@ from bench.reference_tutorial import TutorialBatch, TutorialModel, random_batche
 from config import DecodingSettings, ModelSettings, TextSettings, TrainingSettings
 from nlp.checkpoint import read_config
 from nlp.datasets import Corpus, bucketed_batches, prepare_corpus, tokenized_splits_like
-from nlp.model import Seq2Seq
 from nlp.responder import Responder
+from nlp.seq2seq import Seq2Seq
 from nlp.text import TextProcessor
 from nlp.training import Trainer, mean_loss, set_seed
 from nlp.vocabulary import Vocabulary

@@ -25,7 +25,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 
-from storage import schema
+from storage import schema_revision
 from storage.conversations import ChatRef, UserRef, save_exchange
 from storage.database import Database, normalize_url
 
@@ -83,7 +83,7 @@ def _sqlite_database() -> Iterator[Database]:
     with tempfile.TemporaryDirectory(prefix="storage-bench-") as directory:
         db = Database(f"sqlite:///{Path(directory) / 'bench.db'}")
         try:
-            schema.upgrade(db)
+            schema_revision.upgrade(db)
             yield db
         finally:
             db.dispose()
@@ -99,7 +99,7 @@ def _postgres_database(url: URL) -> Iterator[Database]:
             connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
         db = Database(url.set(database=name))
         try:
-            schema.upgrade(db)
+            schema_revision.upgrade(db)
             yield db
         finally:
             db.dispose()

@@ -39,9 +39,9 @@ from bot.app import build_app
 from bot.telegram import build_application, running
 from config import DialogueSettings, Settings, TelegramSettings
 from config.settings import REPO_ROOT
-from storage import schema
+from storage import schema_revision
 from storage.database import Database
-from storage.models import Chat, Message
+from storage.tables import Chat, Message
 from tests.support.fake_telegram import ApiCall, FakeTelegram
 from tests.support.fake_telegram import updates as tg
 
@@ -98,7 +98,7 @@ async def _measure(
     with tempfile.TemporaryDirectory(prefix="telegram-bench-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'chatbot.db'}"
         db = Database(url)
-        schema.upgrade(db)
+        schema_revision.upgrade(db)
         db.dispose()
         async with FakeTelegram() as fake:
             settings = _settings(fake, url, Path(tmp), model_dir, dialogue, messages)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.dialogue import DialogueService
-from bot.models import ModelSlot
+from bot.model_slot import ModelSlot
 from config import Settings
-from storage import schema
+from storage import schema_revision
 from storage.database import Database
 
 
@@ -29,7 +29,7 @@ def build_app(settings: Settings, *, follow_registry: bool = True) -> App:
     it changes) or, with none registered or `follow_registry=False`, with `settings.model_dir`."""
     db = Database.from_settings(settings)
     try:
-        schema.ensure_schema(db, settings.storage.auto_upgrade)
+        schema_revision.ensure_schema(db, settings.storage.auto_upgrade)
         models = ModelSlot(settings.model_dir, settings.decoding, db if follow_registry else None)
     except BaseException:
         db.dispose()

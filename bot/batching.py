@@ -12,7 +12,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from bot.models import LoadedModel, ModelSlot
+from bot.model_slot import LoadedModel, ModelSlot
 from nlp.responder import Context, Reply
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from bot import answers
 from bot.batching import MicroBatcher
-from bot.models import ModelSlot
+from bot.model_slot import ModelSlot
 from config import DialogueSettings
 from storage import conversations, privacy
 from storage.conversations import ChatRef, SavedExchange, Turn, UserRef

@@ -1,1 +1,1 @@
-"""Alembic migrations of the app database; `storage.schema` runs them (`chatbot db ...`)."""
+"""Alembic migrations of the app database; `storage.schema_revision` runs them (`chatbot db`)."""

@@ -1,7 +1,7 @@
-"""Alembic environment: the URL from `config`, the metadata from `storage.models`.
+"""Alembic environment: the URL from `config`, the metadata from `storage.tables`.
 
 Two ways in:
-- `chatbot db ...` / `storage.schema` build the Alembic config in code and hand over a
+- `chatbot db ...` / `storage.schema_revision` build the Alembic config in code and hand over a
   connection of the app's engine in `config.attributes["connection"]`, already inside the
   transaction (and, on SQLite, with foreign keys switched off); tests do the same.
 - plain `alembic ...` with the repo's `alembic.ini`: the URL is `sqlalchemy.url` if set there,
@@ -20,8 +20,8 @@ from sqlalchemy.engine import URL, Connection
 
 from config import load_settings
 from storage.database import Database, normalize_url
-from storage.models import Base, UtcDateTime
-from storage.schema import check_foreign_keys, sqlite_foreign_keys_off
+from storage.schema_revision import check_foreign_keys, sqlite_foreign_keys_off
+from storage.tables import Base, UtcDateTime
 
 config = context.config
 if config.config_file_name is not None:

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from config import ModelSettings, TextSettings
 from nlp.errors import CheckpointError
-from nlp.model import Seq2Seq
+from nlp.seq2seq import Seq2Seq
 from nlp.vocabulary import Vocabulary
 
 FORMAT_VERSION = 1

@@ -15,8 +15,8 @@ from nlp.checkpoint import load_checkpoint
 from nlp.datasets import EncodedPair, bucketed_batches, corpus_from_splits, tokenized_splits_like
 from nlp.errors import DataError
 from nlp.metrics import reply_metrics
-from nlp.model import Seq2Seq
 from nlp.search.decode import decode
+from nlp.seq2seq import Seq2Seq
 from nlp.text import TextProcessor
 from nlp.training import mean_loss
 from nlp.vocabulary import Vocabulary

@@ -23,7 +23,7 @@ from config import TrainingSettings
 from nlp.checkpoint import Checkpoint
 from nlp.datasets import TokenizedPair, encode_pairs, tokenized_splits_like
 from nlp.errors import DataError
-from nlp.model import extend_vocabulary
+from nlp.seq2seq import extend_vocabulary
 from nlp.text import TextProcessor
 from nlp.training import Trainer, TrainResult, mean_loss, set_seed
 from nlp.vocabulary import SEP

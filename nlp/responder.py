@@ -19,12 +19,12 @@ from config import DecodingSettings
 from nlp.checkpoint import load_checkpoint
 from nlp.datasets import pad
 from nlp.errors import EmptyInputError
-from nlp.model import Seq2Seq
 from nlp.search.decode import decode
 from nlp.search.greedy import greedy_search
 from nlp.search.hypothesis import Hypothesis
 from nlp.search.mmi import ReverseModel
 from nlp.search.step import StepConstraints
+from nlp.seq2seq import Seq2Seq
 from nlp.text import TextProcessor, detokenize
 from nlp.vocabulary import SEP, UNK_ID
 

@@ -26,7 +26,7 @@ from config import ModelSettings, TextSettings, TrainingSettings
 from nlp.checkpoint import Checkpoint, load_checkpoint, load_training_state, save_checkpoint
 from nlp.datasets import Batch, EncodedPair, bucketed_batches, prepare_corpus
 from nlp.device import resolve_device
-from nlp.model import Seq2Seq
+from nlp.seq2seq import Seq2Seq
 from nlp.text import TextProcessor
 from nlp.vocabulary import PAD_ID, Vocabulary
 

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from storage.dialects import upsert_insert
 from storage.errors import NotFoundError
-from storage.models import Chat, ChatKind, Message, Platform, User, utcnow
-from storage.texts import check_optional, check_storable
+from storage.storable_text import check_optional, check_storable
+from storage.tables import Chat, ChatKind, Message, Platform, User, utcnow
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, Row, false, func, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
 from storage.errors import NotFoundError
-from storage.models import Chat, Feedback, Message, TaughtPair, User, utcnow
+from storage.tables import Chat, Feedback, Message, TaughtPair, User, utcnow
 from storage.training_runs import RunInfo
 
 _CHUNK = 900  # ids per IN (...) list, well under every backend's parameter limit

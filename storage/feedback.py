@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from storage.dialects import upsert_insert
 from storage.errors import InvalidFeedbackError, NotFoundError
-from storage.models import Feedback, Message, utcnow
+from storage.tables import Feedback, Message, utcnow
 
 UP = 1
 DOWN = -1

@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 
 from storage.dialects import upsert_insert
 from storage.errors import DuplicateError, NoPreviousVersionError, NotFoundError
-from storage.models import ModelActivation, ModelVersion, utcnow
-from storage.texts import check_storable
+from storage.storable_text import check_storable
+from storage.tables import ModelActivation, ModelVersion, utcnow
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from sqlalchemy import Delete, delete, select, update
 from sqlalchemy.orm import Session
 
 from storage.errors import NotFoundError
-from storage.models import Feedback, Message, TaughtPair, User
+from storage.tables import Feedback, Message, TaughtPair, User
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from storage.models import Message, utcnow
+from storage.tables import Message, utcnow
 
 
 def delete_messages_before(session: Session, cutoff: datetime) -> int:

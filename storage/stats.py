@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
-from storage.models import Chat, ChatKind, Feedback, Message, Platform
+from storage.tables import Chat, ChatKind, Feedback, Message, Platform
 
 
 @dataclass(frozen=True)

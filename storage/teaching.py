@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, delete, insert, select
 from sqlalchemy.orm import Session
 
-from storage.models import TaughtPair, utcnow
-from storage.texts import check_storable
+from storage.storable_text import check_storable
+from storage.tables import TaughtPair, utcnow
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from storage.dialects import upsert_insert
 from storage.errors import NotFoundError, TrainingRunInProgressError
-from storage.models import RunStatus, TrainingRun, utcnow
+from storage.tables import RunStatus, TrainingRun, utcnow
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.retention import prune
 from config import Settings
-from storage import schema
+from storage import schema_revision
 from storage.database import Database
 
 
@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.db_command == "history":
-        for info in schema.history():
+        for info in schema_revision.history():
             head = " (head)" if info.is_head else ""
             print(f"{info.down_revision or '<base>'} -> {info.revision}{head}: {info.message}")
         return 0
@@ -47,13 +47,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _run_on(db: Database, args: argparse.Namespace, settings: Settings) -> int:
     where = db.url.render_as_string(hide_password=True)
     if args.db_command == "upgrade":
-        schema.upgrade(db, args.revision)
-        print(f"{where}: at {_revisions(schema.schema_status(db).current)}")
+        schema_revision.upgrade(db, args.revision)
+        print(f"{where}: at {_revisions(schema_revision.schema_status(db).current)}")
     elif args.db_command == "downgrade":
-        schema.downgrade(db, args.revision)
-        print(f"{where}: at {_revisions(schema.schema_status(db).current)}")
+        schema_revision.downgrade(db, args.revision)
+        print(f"{where}: at {_revisions(schema_revision.schema_status(db).current)}")
     elif args.db_command == "current":
-        status = schema.schema_status(db)
+        status = schema_revision.schema_status(db)
         if status.up_to_date:
             state = "(head, up to date)"
         elif not status.known:
@@ -66,10 +66,10 @@ def _run_on(db: Database, args: argparse.Namespace, settings: Settings) -> int:
         if days is None:
             print(f"{where}: retention is off (CHATBOT_STORAGE__RETENTION_DAYS unset): kept all")
         else:
-            schema.ensure_schema(db)
+            schema_revision.ensure_schema(db)
             print(f"{where}: deleted {prune(db, days)} messages older than {days} days")
     elif args.db_command == "check":
-        schema.check_models(db)
+        schema_revision.check_models(db)
         print(f"{where}: models and migrations agree")
     return 0
 

@@ -24,11 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from storage import schema
+    from storage import schema_revision
 
     db = Database.from_settings(settings)
     try:
-        schema.ensure_schema(db, settings.storage.auto_upgrade)
+        schema_revision.ensure_schema(db, settings.storage.auto_upgrade)
         if args.model_command == "list":
             _list(db)
         elif args.model_command == "activate":

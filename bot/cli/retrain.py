@@ -37,12 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.retraining.errors import RetrainError
     from bot.retraining.job import run_retrain
-    from storage import schema
+    from storage import schema_revision
     from storage.database import Database
 
     db = Database.from_settings(settings)
     try:
-        schema.ensure_schema(db, settings.storage.auto_upgrade)
+        schema_revision.ensure_schema(db, settings.storage.auto_upgrade)
         try:
             outcome = run_retrain(settings, db, trigger="cli", force=args.force)
         except RetrainError as exc:

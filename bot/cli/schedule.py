@@ -40,11 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _open(settings: Settings) -> Database:
-    from storage import schema
+    from storage import schema_revision
 
     db = Database.from_settings(settings)
     try:
-        schema.ensure_schema(db, settings.storage.auto_upgrade)
+        schema_revision.ensure_schema(db, settings.storage.auto_upgrade)
     except BaseException:
         db.dispose()
         raise

@@ -26,7 +26,7 @@ from telegram.ext import (
 
 from bot.app import App
 from bot.telegram import admin, feedback, forget, handlers, retrain_commands
-from bot.telegram.errors import on_error
+from bot.telegram.error_handler import on_error
 from bot.telegram.groups import COMMAND_FOR_THIS_BOT
 from bot.telegram.rate_limit import SlidingWindowLimiter
 from bot.telegram.state import BotState, attach

@@ -15,7 +15,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
-from bot.telegram import texts
+from bot.telegram import phrases
 from bot.telegram.groups import chat_kind, is_group
 from bot.telegram.state import PLATFORM, bot_state
 from storage.conversations import ChatRef, UserRef
@@ -55,9 +55,9 @@ async def on_feedback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         value,
     )
     if vote is None:
-        await query.answer(texts.FEEDBACK_GONE)
+        await query.answer(phrases.FEEDBACK_GONE)
         return
-    await query.answer(texts.FEEDBACK_THANKS[value] if vote.changed else texts.FEEDBACK_SAME)
+    await query.answer(phrases.FEEDBACK_THANKS[value] if vote.changed else phrases.FEEDBACK_SAME)
     if vote.changed and not is_group(message.chat):
         try:
             await query.edit_message_reply_markup(feedback_keyboard(reply_id, chosen=value))

@@ -15,7 +15,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
-from bot.telegram import texts
+from bot.telegram import phrases
 from bot.telegram.sending import send_text
 from bot.telegram.state import PLATFORM, bot_state
 from storage.privacy import ForgetResult
@@ -29,8 +29,8 @@ def confirm_keyboard(user_id: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         [
             [
-                InlineKeyboardButton(texts.FORGET_YES, callback_data=f"forget:yes:{user_id}"),
-                InlineKeyboardButton(texts.FORGET_NO, callback_data=f"forget:no:{user_id}"),
+                InlineKeyboardButton(phrases.FORGET_YES, callback_data=f"forget:yes:{user_id}"),
+                InlineKeyboardButton(phrases.FORGET_NO, callback_data=f"forget:no:{user_id}"),
             ]
         ]
     )
@@ -40,7 +40,7 @@ async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message, user = update.effective_message, update.effective_user
     if message is None or user is None:
         return
-    await message.reply_text(texts.FORGET_ASK, reply_markup=confirm_keyboard(user.id))
+    await message.reply_text(phrases.FORGET_ASK, reply_markup=confirm_keyboard(user.id))
 
 
 async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -49,14 +49,14 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     match = PATTERN.match(query.data)
     assert match is not None
     if int(match[2]) != query.from_user.id:
-        await query.answer(texts.NOT_YOURS, show_alert=True)
+        await query.answer(phrases.NOT_YOURS, show_alert=True)
         return
     state = bot_state(context)
     if match[1] == "yes":
         result = await state.service.forget(PLATFORM, query.from_user.id)
-        done = texts.FORGET_NOTHING if result is None else done_text(result)
+        done = phrases.FORGET_NOTHING if result is None else done_text(result)
     else:
-        done = texts.FORGET_CANCELLED
+        done = phrases.FORGET_CANCELLED
     await query.answer()
     try:
         await query.edit_message_reply_markup(None)
@@ -80,7 +80,7 @@ def done_text(result: ForgetResult) -> str:
     ]
     if result.taught_pairs:
         counts.append(_plural(result.taught_pairs, "taught reply", "taught replies"))
-    return texts.FORGET_DONE.format(counts=", ".join(counts))
+    return phrases.FORGET_DONE.format(counts=", ".join(counts))
 
 
 def _plural(n: int, one: str, many: str | None = None) -> str:

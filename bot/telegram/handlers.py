@@ -16,7 +16,7 @@ from telegram.ext import ContextTypes
 
 from bot import answers
 from bot.dialogue import Answer, Incoming
-from bot.telegram import texts
+from bot.telegram import phrases
 from bot.telegram.feedback import feedback_keyboard
 from bot.telegram.groups import chat_kind, is_addressed, is_group, without_mention
 from bot.telegram.rate_limit import Decision
@@ -32,7 +32,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message is None:
         return
     name = user.first_name if user is not None else "there"
-    await message.reply_text(texts.START.format(name=name, bot=context.bot.username))
+    await message.reply_text(phrases.START.format(name=name, bot=context.bot.username))
 
 
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -40,7 +40,7 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     if message is None:
         return
     admin = user is not None and bot_state(context).is_admin(user.id)
-    await message.reply_text(texts.HELP + (texts.ADMIN_HELP if admin else ""))
+    await message.reply_text(phrases.HELP + (phrases.ADMIN_HELP if admin else ""))
 
 
 async def reset(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -48,12 +48,12 @@ async def reset(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message is None:
         return
     await bot_state(context).service.reset(PLATFORM, message.chat.id)
-    await message.reply_text(texts.RESET)
+    await message.reply_text(phrases.RESET)
 
 
 async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if update.message is not None:
-        await update.message.reply_text(texts.UNKNOWN_COMMAND)
+        await update.message.reply_text(phrases.UNKNOWN_COMMAND)
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

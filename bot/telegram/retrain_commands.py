@@ -24,7 +24,7 @@ from bot.retraining.errors import InvalidScheduleError, NotEnoughPairsError, Ret
 from bot.retraining.job import PreparedRun
 from bot.retraining.scheduler import RetrainScheduler, Schedule
 from bot.retraining.service import RetrainService
-from bot.telegram import retrain_texts as texts
+from bot.telegram import retrain_phrases
 from bot.telegram.admin import admins_only, reply
 from bot.telegram.groups import chat_kind
 from bot.telegram.sending import send_text
@@ -86,18 +86,18 @@ async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         prepared = await asyncio.to_thread(service.start, "telegram", force)
     except TrainingRunInProgressError as exc:
-        await reply(update, context, texts.RETRAIN_BUSY.format(error=exc))
+        await reply(update, context, retrain_phrases.RETRAIN_BUSY.format(error=exc))
         return
     except NotEnoughPairsError as exc:
-        await reply(update, context, texts.RETRAIN_TOO_FEW.format(error=exc))
+        await reply(update, context, retrain_phrases.RETRAIN_TOO_FEW.format(error=exc))
         return
     except (RetrainError, NlpError, StorageError) as exc:
-        await reply(update, context, texts.RETRAIN_CANNOT.format(error=exc))
+        await reply(update, context, retrain_phrases.RETRAIN_CANNOT.format(error=exc))
         return
     await reply(
         update,
         context,
-        texts.RETRAIN_STARTED.format(
+        retrain_phrases.RETRAIN_STARTED.format(
             run=prepared.run.id,
             pairs=len(prepared.pairs),
             heldout=len(prepared.heldout),
@@ -135,7 +135,7 @@ async def teach(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     said, arrow, answer = _argument(update).partition("=>")
     said, answer = " ".join(said.split()), " ".join(answer.split())
     if not arrow or not said or not answer:
-        await reply(update, context, texts.TEACH_USAGE)
+        await reply(update, context, retrain_phrases.TEACH_USAGE)
         return
     message, user = update.effective_message, update.effective_user
     assert message is not None and user is not None
@@ -156,7 +156,7 @@ async def teach(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     except StorageError as exc:  # e.g. text the database cannot hold
         await reply(update, context, f"{exc}")
         return
-    await reply(update, context, texts.TEACH_DONE.format(context=said, reply=answer))
+    await reply(update, context, retrain_phrases.TEACH_DONE.format(context=said, reply=answer))
 
 
 # ---- /schedule -----------------------------------------------------------------------------------
@@ -170,22 +170,22 @@ async def schedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not argument:
         found = await asyncio.to_thread(scheduler.list)
         text = (
-            texts.SCHEDULE_LIST.format(
+            retrain_phrases.SCHEDULE_LIST.format(
                 timezone=timezone, schedules="\n".join(_schedule_line(s) for s in found)
             )
             if found
-            else texts.SCHEDULE_NONE.format(timezone=timezone)
+            else retrain_phrases.SCHEDULE_NONE.format(timezone=timezone)
         )
     elif argument.lower() == "off":
         removed = await asyncio.to_thread(scheduler.remove_all)
-        text = texts.SCHEDULE_OFF if removed else texts.SCHEDULE_OFF_NONE
+        text = retrain_phrases.SCHEDULE_OFF if removed else retrain_phrases.SCHEDULE_OFF_NONE
     else:
         try:
             added = await asyncio.to_thread(scheduler.replace_all, argument)
         except InvalidScheduleError as exc:
-            text = texts.SCHEDULE_BAD.format(error=exc)
+            text = retrain_phrases.SCHEDULE_BAD.format(error=exc)
         else:
-            text = texts.SCHEDULE_SET.format(
+            text = retrain_phrases.SCHEDULE_SET.format(
                 cron=added.cron, timezone=timezone, next_run=_when(added)
             )
     await reply(update, context, text)
@@ -207,9 +207,9 @@ async def rollback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         version = await bot_state(context).app.db.run(model_versions.rollback_version)
     except NoPreviousVersionError as exc:
-        await reply(update, context, texts.ROLLBACK_NONE.format(error=exc))
+        await reply(update, context, retrain_phrases.ROLLBACK_NONE.format(error=exc))
         return
-    await reply(update, context, texts.ROLLBACK_DONE.format(version=version.name))
+    await reply(update, context, retrain_phrases.ROLLBACK_DONE.format(version=version.name))
 
 
 # ---- /optout, /optin (everyone) ------------------------------------------------------------------
@@ -235,4 +235,6 @@ async def _set_opted_out(
         privacy.set_opted_out(session, conversations.get_or_create_user(session, person), opted_out)
 
     await bot_state(context).app.db.run(store)
-    await reply(update, context, texts.OPTOUT_DONE if opted_out else texts.OPTIN_DONE)
+    await reply(
+        update, context, retrain_phrases.OPTOUT_DONE if opted_out else retrain_phrases.OPTIN_DONE
+    )

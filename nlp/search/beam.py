@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from nlp.model import Seq2Seq
 from nlp.search.hypothesis import Hypothesis
 from nlp.search.step import StepConstraints, Stepper
+from nlp.seq2seq import Seq2Seq
 from nlp.vocabulary import EOS_ID, SOS_ID
 
 

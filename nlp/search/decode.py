@@ -6,13 +6,13 @@ import torch
 from torch import Tensor
 
 from config import DecodingSettings
-from nlp.model import Seq2Seq
 from nlp.search.beam import beam_search
 from nlp.search.greedy import greedy_search
 from nlp.search.hypothesis import Hypothesis
 from nlp.search.mmi import ReverseModel, mmi_rerank
 from nlp.search.sampling import sample
 from nlp.search.step import StepConstraints
+from nlp.seq2seq import Seq2Seq
 
 
 def decode(

@@ -10,9 +10,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from nlp.model import Seq2Seq
 from nlp.search.hypothesis import Hypothesis, strip_eos
 from nlp.search.step import StepConstraints, Stepper
+from nlp.seq2seq import Seq2Seq
 from nlp.vocabulary import EOS_ID, PAD_ID, SOS_ID
 
 Chooser = Callable[[Tensor], Tensor]  # log-probs (N, vocab) -> next token ids (N,)

@@ -15,8 +15,8 @@ import torch
 
 from nlp.checkpoint import load_checkpoint
 from nlp.datasets import EncodedPair, collate
-from nlp.model import Seq2Seq
 from nlp.search.hypothesis import Hypothesis
+from nlp.seq2seq import Seq2Seq
 from nlp.vocabulary import UNK_ID, Vocabulary
 
 

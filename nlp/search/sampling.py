@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from nlp.model import Seq2Seq
 from nlp.search.greedy import token_by_token
 from nlp.search.hypothesis import Hypothesis
 from nlp.search.step import StepConstraints
+from nlp.seq2seq import Seq2Seq
 
 
 def filter_logits(log_probs: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from config import DecodingSettings
-from nlp.model import EncoderMemory, Hidden, Seq2Seq, select_hidden
+from nlp.seq2seq import EncoderMemory, Hidden, Seq2Seq, select_hidden
 from nlp.vocabulary import EOS_ID, PAD_ID, SEP_ID, SOS_ID, UNK_ID
 
 NEVER_GENERATED = (PAD_ID, UNK_ID, SOS_ID, SEP_ID)

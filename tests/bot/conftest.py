@@ -6,16 +6,16 @@ from pathlib import Path
 import pytest
 
 from bot.dialogue import DialogueService
-from bot.models import ModelSlot
+from bot.model_slot import ModelSlot
 from config import DecodingSettings, DialogueSettings
-from storage import schema
+from storage import schema_revision
 from storage.database import Database
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
     database = Database(f"sqlite:///{tmp_path / 'bot.db'}")
-    schema.upgrade(database)
+    schema_revision.upgrade(database)
     yield database
     database.dispose()
 

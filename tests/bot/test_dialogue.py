@@ -5,11 +5,11 @@ from sqlalchemy import func, select
 
 from bot import answers
 from bot.dialogue import DialogueService, Incoming
-from bot.models import ModelSlot
+from bot.model_slot import ModelSlot
 from config import DialogueSettings
 from storage import conversations
 from storage.database import Database
-from storage.models import Message
+from storage.tables import Message
 
 
 def _msg(text: str, chat: str = "c1", user: str = "u1", **kw: object) -> Incoming:

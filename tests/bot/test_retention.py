@@ -7,10 +7,10 @@ from sqlalchemy import select
 
 from bot.cli import main
 from bot.retention import prune, prune_periodically
-from storage import conversations, schema
+from storage import conversations, schema_revision
 from storage.conversations import ChatRef, UserRef
 from storage.database import Database
-from storage.models import Message, utcnow
+from storage.tables import Message, utcnow
 
 
 def _seed(db: Database) -> None:
@@ -59,7 +59,7 @@ async def test_long_running_processes_prune_periodically(db: Database) -> None:
 def test_chatbot_db_prune(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'p.db'}"
     db = Database(url)
-    schema.upgrade(db)
+    schema_revision.upgrade(db)
     _seed(db)
     monkeypatch.setenv("CHATBOT_DATABASE_URL", url)
     assert main(["db", "prune"]) == 0

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import URL
 
-from storage import feedback, schema
+from storage import feedback, schema_revision
 from storage.conversations import ChatRef, UserRef, save_exchange
 from storage.database import Database
 from storage.errors import MigrationError, SchemaOutOfDateError
-from storage.models import Base, Feedback, Message, User
+from storage.tables import Base, Feedback, Message, User
 
 APP_TABLES = set(Base.metadata.tables)
 
@@ -62,7 +62,9 @@ def db(empty_database_url: URL) -> Iterator[Database]:
 def newer_code(tmp_path: Path) -> Path:
     """A copy of the migrations with one more revision: the code of a later release."""
     scripts = tmp_path / "migrations"
-    shutil.copytree(schema.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        schema_revision.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__")
+    )
     (scripts / "versions" / "0002_users_locale.py").write_text(REVISION_0002, encoding="utf-8")
     return scripts
 
@@ -77,28 +79,28 @@ def _count(db: Database, model: type) -> int:
 
 
 def test_models_and_migrations_agree(db: Database) -> None:
-    schema.upgrade(db)
-    schema.check_models(db)  # `alembic check`
+    schema_revision.upgrade(db)
+    schema_revision.check_models(db)  # `alembic check`
 
 
 def test_the_check_notices_a_schema_that_drifted(db: Database) -> None:
-    schema.upgrade(db)
+    schema_revision.upgrade(db)
     with db.engine.begin() as connection:
         connection.execute(text("DROP INDEX ix_messages_created_at"))
     with pytest.raises(MigrationError, match="disagree"):
-        schema.check_models(db)
+        schema_revision.check_models(db)
 
 
 def test_upgrade_downgrade_upgrade_round_trip(db: Database) -> None:
-    schema.upgrade(db)
+    schema_revision.upgrade(db)
     assert _tables(db) == APP_TABLES
-    assert schema.schema_status(db).up_to_date
-    schema.downgrade(db, "base")
+    assert schema_revision.schema_status(db).up_to_date
+    schema_revision.downgrade(db, "base")
     assert _tables(db) == set()
-    assert schema.schema_status(db).current == ()
-    schema.upgrade(db)
+    assert schema_revision.schema_status(db).current == ()
+    schema_revision.upgrade(db)
     assert _tables(db) == APP_TABLES
-    schema.check_models(db)
+    schema_revision.check_models(db)
     with db.begin() as session:  # and the schema works
         save_exchange(session, ChatRef("console", "c"), UserRef("console", "u"), "q", "a")
     assert _count(db, Message) == 2
@@ -106,53 +108,53 @@ def test_upgrade_downgrade_upgrade_round_trip(db: Database) -> None:
 
 def test_an_unknown_revision_is_a_clear_error(db: Database) -> None:
     with pytest.raises(MigrationError, match="Can't locate revision"):
-        schema.upgrade(db, "nonexistent")
+        schema_revision.upgrade(db, "nonexistent")
     with pytest.raises(MigrationError):
-        schema.downgrade(db, "nonexistent")
+        schema_revision.downgrade(db, "nonexistent")
 
 
 def test_the_app_refuses_a_database_without_schema(db: Database) -> None:
     with pytest.raises(SchemaOutOfDateError, match=r"no schema yet.*run `chatbot db upgrade`"):
-        schema.ensure_schema(db)
+        schema_revision.ensure_schema(db)
 
 
 def test_the_app_runs_on_a_current_schema(db: Database) -> None:
-    schema.upgrade(db)
-    schema.ensure_schema(db)
+    schema_revision.upgrade(db)
+    schema_revision.ensure_schema(db)
 
 
 def test_the_app_refuses_an_old_schema_and_names_the_command(
     db: Database, newer_code: Path
 ) -> None:
-    schema.upgrade(db)  # 0001: what the previous release left
-    config = schema.alembic_config(newer_code)
+    schema_revision.upgrade(db)  # 0001: what the previous release left
+    config = schema_revision.alembic_config(newer_code)
     with pytest.raises(SchemaOutOfDateError) as refused:
-        schema.ensure_schema(db, config=config)
+        schema_revision.ensure_schema(db, config=config)
     assert str(refused.value) == (
         "the database schema is out of date (at 0001, code needs 0002): run `chatbot db upgrade`"
     )
 
 
 def test_auto_upgrade_migrates_and_keeps_every_row(db: Database, newer_code: Path) -> None:
-    schema.upgrade(db)
+    schema_revision.upgrade(db)
     with db.begin() as session:
         saved = save_exchange(session, ChatRef("console", "c"), UserRef("console", "u"), "q", "a")
         feedback.set_feedback(session, saved.reply_id, saved.user_id, 1)
-    config = schema.alembic_config(newer_code)
-    schema.ensure_schema(db, auto_upgrade=True, config=config)
-    assert schema.schema_status(db, config).current == ("0002",)
+    config = schema_revision.alembic_config(newer_code)
+    schema_revision.ensure_schema(db, auto_upgrade=True, config=config)
+    assert schema_revision.schema_status(db, config).current == ("0002",)
     assert "locale" in {c["name"] for c in inspect(db.engine).get_columns("users")}
     # The rebuilt `users` table did not take its users' messages and feedback with it.
     assert (_count(db, User), _count(db, Message), _count(db, Feedback)) == (1, 2, 1)
     with db.engine.connect() as connection:
         if db.dialect == "sqlite":
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-    schema.downgrade(db, "0001", config)
+    schema_revision.downgrade(db, "0001", config)
     assert (_count(db, User), _count(db, Message), _count(db, Feedback)) == (1, 2, 1)
-    schema.check_models(db)
+    schema_revision.check_models(db)
 
 
 def test_the_app_refuses_a_schema_newer_than_its_code(db: Database, newer_code: Path) -> None:
-    schema.upgrade(db, "heads", schema.alembic_config(newer_code))
+    schema_revision.upgrade(db, "heads", schema_revision.alembic_config(newer_code))
     with pytest.raises(SchemaOutOfDateError, match="at revision 0002, which this code does not"):
-        schema.ensure_schema(db, auto_upgrade=True)
+        schema_revision.ensure_schema(db, auto_upgrade=True)

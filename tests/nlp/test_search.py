@@ -5,10 +5,10 @@ import torch
 
 from config import ModelSettings
 from nlp.checkpoint import load_checkpoint
-from nlp.model import Seq2Seq
 from nlp.search import StepConstraints, beam_search, greedy_search, sample
 from nlp.search.sampling import filter_logits
 from nlp.search.step import NEVER_GENERATED
+from nlp.seq2seq import Seq2Seq
 from nlp.text import TextProcessor
 from nlp.vocabulary import EOS_ID, UNK_ID
 

@@ -21,7 +21,7 @@ from bot.retraining.worker import STATUS, read_json
 from config import Settings
 from storage import model_versions, training_runs
 from storage.database import Database
-from storage.models import Message
+from storage.tables import Message
 from tests.support.retraining import PATTERN, cli_env, seed_pattern, tree_digest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

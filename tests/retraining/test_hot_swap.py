@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.dialogue import Answer, DialogueService, Incoming
-from bot.models import ModelSlot
+from bot.model_slot import ModelSlot
 from config import DecodingSettings, DialogueSettings
 from nlp.responder import Responder
 from storage import conversations, model_versions

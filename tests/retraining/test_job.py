@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.dialogue import DialogueService, Incoming
-from bot.models import ModelSlot
+from bot.model_slot import ModelSlot
 from bot.retraining import job, versions
 from bot.retraining.errors import NotEnoughPairsError
 from config import DialogueSettings, Settings

@@ -21,7 +21,7 @@ from storage.conversations import (
     save_turn,
 )
 from storage.database import Database
-from storage.models import utcnow
+from storage.tables import utcnow
 from tests.storage.conftest import database, sqlite_template  # noqa: F401
 
 ANN, BOB, CAROL, DAVE, EVE = (UserRef("telegram", i, n) for i, n in enumerate("ABCDE", 1))

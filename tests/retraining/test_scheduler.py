@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from bot.retraining.errors import InvalidScheduleError
 from bot.retraining.scheduler import JOB_FUNCTION, RetrainScheduler, parse_cron
 from config import Settings, TelegramSettings
-from storage import model_versions, schema
+from storage import model_versions, schema_revision
 from storage.database import Database
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.fake_telegram import updates as tg
@@ -77,7 +77,7 @@ def test_the_job_store_table_does_not_upset_the_schema_check(
     settings: Settings, db: Database
 ) -> None:
     RetrainScheduler(settings, db).add("0 3 * * *")  # APScheduler creates its table
-    schema.check_models(db)  # raises if Alembic saw a difference
+    schema_revision.check_models(db)  # raises if Alembic saw a difference
 
 
 @pytest.fixture

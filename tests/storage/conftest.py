@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
-from storage import schema
+from storage import schema_revision
 from storage.database import Database
 
 
 def migrate(url: URL | str) -> None:
     db = Database(url)
     try:
-        schema.upgrade(db)
+        schema_revision.upgrade(db)
     finally:
         db.dispose()
 

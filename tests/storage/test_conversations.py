@@ -13,7 +13,7 @@ from storage import conversations
 from storage.conversations import ChatRef, UserRef, save_exchange
 from storage.database import Database
 from storage.errors import InvalidTextError, NotFoundError
-from storage.models import Chat, Message, User
+from storage.tables import Chat, Message, User
 
 ALICE = UserRef("telegram", 1001, "Alice")
 BOB = UserRef("telegram", 1002, "Bob")

@@ -14,10 +14,10 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from config import Settings, StorageSettings
-from storage import schema
+from storage import schema_revision
 from storage.database import Database, normalize_url
 from storage.errors import DatabaseUnavailableError, InvalidDatabaseUrlError
-from storage.models import Chat
+from storage.tables import Chat
 
 
 def test_postgresql_urls_use_psycopg_3() -> None:
@@ -154,7 +154,7 @@ def test_an_unreachable_server_is_one_clear_error() -> None:
     db = Database("postgresql://someone:secret@127.0.0.1:1/none")
     try:
         with pytest.raises(DatabaseUnavailableError, match=r"cannot connect to .*:1/none") as error:
-            schema.ensure_schema(db)
+            schema_revision.ensure_schema(db)
         assert "secret" not in str(error.value)
     finally:
         db.dispose()
@@ -170,8 +170,8 @@ def test_a_sqlite_file_in_an_impossible_place_is_one_clear_error(tmp_path: Path)
 async def test_an_in_memory_database_is_one_database_for_every_thread() -> None:
     db = Database("sqlite://")
     try:
-        schema.upgrade(db)
-        schema.ensure_schema(db)
+        schema_revision.upgrade(db)
+        schema_revision.ensure_schema(db)
         await db.run(_add_chat, "from a worker thread")
         assert await db.run_read(_count_chats) == 1
         with db.session() as session:

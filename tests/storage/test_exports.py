@@ -24,7 +24,7 @@ from storage.conversations import (
 from storage.database import Database
 from storage.errors import NotFoundError
 from storage.exports import PairFilter, export_chat_pairs
-from storage.models import utcnow
+from storage.tables import utcnow
 
 PRIVATE = ChatRef("telegram", 1, "private")
 GROUP = ChatRef("telegram", -9, "group")

@@ -15,7 +15,7 @@ from storage.conversations import (
 )
 from storage.database import Database
 from storage.errors import InvalidFeedbackError, NotFoundError
-from storage.models import Feedback
+from storage.tables import Feedback
 
 
 @pytest.fixture

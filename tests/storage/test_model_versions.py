@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from storage import model_versions as registry
 from storage.database import Database
 from storage.errors import DuplicateError, NoPreviousVersionError, NotFoundError
-from storage.models import ModelVersion
+from storage.tables import ModelVersion
 
 
 def _register(db: Database, *names: str) -> None:

@@ -12,7 +12,7 @@ from storage.conversations import ChatRef, UserRef, save_exchange, save_turn
 from storage.database import Database
 from storage.errors import NotFoundError
 from storage.exports import iter_user_history
-from storage.models import Chat, Feedback, Message, TaughtPair, User
+from storage.tables import Chat, Feedback, Message, TaughtPair, User
 
 GROUP = ChatRef("telegram", -42, "group", "Book club")
 ALICE = UserRef("telegram", 1, "Alice")

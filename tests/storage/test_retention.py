@@ -11,7 +11,7 @@ from config import StorageSettings
 from storage import feedback, retention
 from storage.conversations import ChatRef, UserRef, save_exchange, save_turn
 from storage.database import Database
-from storage.models import Feedback, Message, utcnow
+from storage.tables import Feedback, Message, utcnow
 
 CHAT = ChatRef("console", "c")
 USER = UserRef("console", "u")

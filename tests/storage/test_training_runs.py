@@ -11,7 +11,7 @@ from sqlalchemy import update
 from storage import model_versions, training_runs
 from storage.database import Database
 from storage.errors import NotFoundError, TrainingRunInProgressError
-from storage.models import TrainingRun, utcnow
+from storage.tables import TrainingRun, utcnow
 
 
 def test_a_run_is_recorded_from_start_to_success(database: Database) -> None:

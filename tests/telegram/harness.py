@@ -15,7 +15,7 @@ from bot.app import App
 from bot.telegram.runner import RunningBot
 from storage import conversations
 from storage.conversations import Turn
-from storage.models import Feedback
+from storage.tables import Feedback
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.fake_telegram import updates as tg
 

@@ -111,6 +111,6 @@ async def test_an_unexpected_error_is_logged_and_answered_with_an_apology(
     await bot.settle()
 
     assert apology["text"] == answers.APOLOGY
-    [logged] = [r for r in caplog.records if r.name == "bot.telegram.errors"]
+    [logged] = [r for r in caplog.records if r.name == "bot.telegram.error_handler"]
     assert logged.levelno == logging.ERROR
     assert logged.exc_info is not None and "the model fell over" in str(logged.exc_info[1])

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from bot.telegram import texts
+from bot.telegram import phrases
 from bot.telegram.application import PUBLIC_COMMANDS
 from tests.telegram.harness import ANN, Harness, buttons
 
@@ -90,7 +90,7 @@ async def test_help_lists_the_commands_but_not_the_admin_ones(bot: Harness) -> N
     bot.fake.say(ANN, "/help")
     [reply] = await bot.fake.wait_for_message(ANN["id"])
 
-    assert reply["text"] == texts.HELP
+    assert reply["text"] == phrases.HELP
     assert "/status" not in reply["text"]
 
 
@@ -111,7 +111,7 @@ async def test_reset_starts_a_new_context_for_this_chat_and_keeps_the_stored_tur
     [_, reset] = await bot.fake.wait_for_message(ANN["id"], 2)
     await bot.settle()
 
-    assert reset["text"] == texts.RESET
+    assert reset["text"] == phrases.RESET
     assert resets == [("telegram", ANN["id"])]
     assert [t.text for t in bot.turns(ANN["id"])] == ["hello", GREETING_REPLY]
 
@@ -120,7 +120,7 @@ async def test_an_unknown_command_gets_a_pointer_to_help(bot: Harness) -> None:
     bot.fake.say(ANN, "/dance")
     [reply] = await bot.fake.wait_for_message(ANN["id"])
 
-    assert reply["text"] == texts.UNKNOWN_COMMAND
+    assert reply["text"] == phrases.UNKNOWN_COMMAND
 
 
 async def test_a_message_delivered_twice_is_answered_once(bot: Harness) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.telegram import texts
+from bot.telegram import phrases
 from tests.telegram.harness import ANN, BOB, GROUP, Harness, buttons
 
 
@@ -25,7 +25,7 @@ async def test_a_press_is_stored_acknowledged_and_marked(bot: Harness) -> None:
 
     reply_id = bot.turns(ANN["id"])[-1].id
     assert bot.votes() == [(reply_id, bot.user_id(ANN["id"]), 1)]
-    assert answer.params["text"] == texts.FEEDBACK_THANKS[1]
+    assert answer.params["text"] == phrases.FEEDBACK_THANKS[1]
     marked = bot.fake.messages[(ANN["id"], reply["message_id"])]
     assert [b["text"] for b in buttons(marked)] == ["👍 ✓", "👎"]
 
@@ -48,7 +48,7 @@ async def test_a_second_press_changes_the_vote_and_the_same_press_changes_nothin
     [*_, third] = await bot.fake.wait_for("answerCallbackQuery", 3)
     await bot.settle()
     assert bot.votes() == [(reply_id, ann, -1)]
-    assert third.params["text"] == texts.FEEDBACK_SAME
+    assert third.params["text"] == phrases.FEEDBACK_SAME
     assert [b["text"] for b in buttons(bot.fake.messages[(ANN["id"], reply["message_id"])])] == [
         "👍",
         "👎 ✓",
@@ -96,7 +96,7 @@ async def test_a_button_naming_another_chats_reply_stores_nothing(bot: Harness) 
     await bot.settle()
 
     assert bot.votes() == []
-    assert answer.params["text"] == texts.FEEDBACK_GONE
+    assert answer.params["text"] == phrases.FEEDBACK_GONE
 
 
 async def test_an_unknown_button_is_only_acknowledged(bot: Harness) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.telegram import texts
+from bot.telegram import phrases
 from tests.telegram.harness import ANN, BOB, GROUP, Harness, buttons
 
 
@@ -16,7 +16,7 @@ async def _chat(bot: Harness, person: dict, text: str, replies: int) -> dict:
 async def test_forget_asks_and_no_keeps_everything(bot: Harness) -> None:
     await _chat(bot, ANN, "hello", 1)
     question = await _chat(bot, ANN, "/forget", 2)
-    assert question["text"] == texts.FORGET_ASK
+    assert question["text"] == phrases.FORGET_ASK
     yes, no = buttons(question)
     assert (yes["callback_data"], no["callback_data"]) == (
         f"forget:yes:{ANN['id']}",
@@ -27,7 +27,7 @@ async def test_forget_asks_and_no_keeps_everything(bot: Harness) -> None:
     [*_, done] = await bot.fake.wait_for_message(ANN["id"], 3)
     await bot.settle()
 
-    assert done["text"] == texts.FORGET_CANCELLED
+    assert done["text"] == phrases.FORGET_CANCELLED
     assert len(bot.turns(ANN["id"])) == 2
     assert "reply_markup" not in bot.fake.messages[(ANN["id"], question["message_id"])]
 
@@ -65,7 +65,7 @@ async def test_only_the_person_who_asked_can_confirm_in_a_group(bot: Harness) ->
     [alert] = await bot.fake.wait_for("answerCallbackQuery")
     await bot.settle()
 
-    assert alert.params["text"] == texts.NOT_YOURS
+    assert alert.params["text"] == phrases.NOT_YOURS
     assert alert.params["show_alert"] is True
     assert len(bot.turns(GROUP["id"])) == 2
     assert bot.user_id(ANN["id"]) is not None
@@ -77,4 +77,4 @@ async def test_forget_with_nothing_stored_says_so(bot: Harness) -> None:
     bot.fake.press(ANN, question, buttons(question)[0]["callback_data"])
     [_, done] = await bot.fake.wait_for_message(ANN["id"], 2)
 
-    assert done["text"] == texts.FORGET_NOTHING
+    assert done["text"] == phrases.FORGET_NOTHING

@@ -4,7 +4,7 @@ else there is people talking to each other: stored, not answered."""
 from __future__ import annotations
 
 from bot import answers
-from bot.telegram import texts
+from bot.telegram import phrases
 from tests.telegram.harness import ANN, BOB, GROUP, Harness
 
 
@@ -77,7 +77,7 @@ async def test_commands_in_a_group_must_name_the_bot(bot: Harness) -> None:
     [reply] = await bot.fake.wait_for_message(GROUP["id"])
     await bot.settle()
 
-    assert reply["text"] == texts.HELP
+    assert reply["text"] == phrases.HELP
     assert len(bot.fake.sent(GROUP["id"])) == 1
     assert bot.turns(GROUP["id"]) == []  # commands are not dialogue
 

@@ -15,8 +15,7 @@ from bot import answers
 from bot.app import build_app
 from bot.retraining.scheduler import RetrainScheduler
 from bot.retraining.service import RetrainService
-from bot.telegram import build_application, running
-from bot.telegram import retrain_texts as texts
+from bot.telegram import build_application, retrain_phrases, running
 from config import Settings
 from storage import model_versions, privacy, teaching, training_runs
 from tests.support.fake_telegram import FakeTelegram
@@ -86,19 +85,23 @@ async def test_admin_commands_are_not_allowed_for_anyone_else_and_do_nothing(
 
 async def test_teach_stores_a_pair_for_the_next_retraining(rbot: Harness) -> None:
     reply = await _answer(rbot, ADMIN, "/teach  What is your favourite colour?  =>  Blue! ")
-    assert reply == texts.TEACH_DONE.format(context="What is your favourite colour?", reply="Blue!")
+    assert reply == retrain_phrases.TEACH_DONE.format(
+        context="What is your favourite colour?", reply="Blue!"
+    )
     [taught] = rbot.app.db.read(teaching.list_taught_pairs)
     assert (taught.context, taught.reply) == ("What is your favourite colour?", "Blue!")
     assert taught.user_id == rbot.user_id(ADMIN_ID)
     for malformed in ("/teach", "/teach hello", "/teach => hi", "/teach hello =>"):
-        assert await _answer(rbot, ADMIN, malformed) == texts.TEACH_USAGE
+        assert await _answer(rbot, ADMIN, malformed) == retrain_phrases.TEACH_USAGE
     assert len(rbot.app.db.read(teaching.list_taught_pairs)) == 1
 
 
 async def test_schedule_shows_sets_and_stops_and_a_malformed_cron_changes_nothing(
     rbot: Harness,
 ) -> None:
-    assert await _answer(rbot, ADMIN, "/schedule") == texts.SCHEDULE_NONE.format(timezone="UTC")
+    assert await _answer(rbot, ADMIN, "/schedule") == retrain_phrases.SCHEDULE_NONE.format(
+        timezone="UTC"
+    )
     set_reply = await _answer(rbot, ADMIN, "/schedule 0 3 * * *")
     assert set_reply.startswith("Retraining scheduled: 0 3 * * * (UTC); next run ")
     assert set_reply.endswith(" 03:00 UTC.")
@@ -115,8 +118,8 @@ async def test_schedule_shows_sets_and_stops_and_a_malformed_cron_changes_nothin
     assert [s.cron for s in RetrainScheduler(rbot.app.settings, rbot.app.db).list()] == [
         "30 4 * * *"
     ]
-    assert await _answer(rbot, ADMIN, "/schedule off") == texts.SCHEDULE_OFF
-    assert await _answer(rbot, ADMIN, "/schedule off") == texts.SCHEDULE_OFF_NONE
+    assert await _answer(rbot, ADMIN, "/schedule off") == retrain_phrases.SCHEDULE_OFF
+    assert await _answer(rbot, ADMIN, "/schedule off") == retrain_phrases.SCHEDULE_OFF_NONE
 
 
 async def test_rollback_goes_back_one_version(rbot: Harness, tmp_path: Path) -> None:
@@ -129,17 +132,19 @@ async def test_rollback_goes_back_one_version(rbot: Harness, tmp_path: Path) -> 
         model_versions.activate_version(session, "v2")
 
     rbot.app.db.transact(register)
-    assert await _answer(rbot, ADMIN, "/rollback") == texts.ROLLBACK_DONE.format(version="default")
+    assert await _answer(rbot, ADMIN, "/rollback") == retrain_phrases.ROLLBACK_DONE.format(
+        version="default"
+    )
     assert rbot.app.db.read(model_versions.get_active_version).name == "default"  # type: ignore[union-attr]
     reply = await _answer(rbot, ADMIN, "/rollback")
     assert reply.startswith("Nothing to roll back to: no earlier model version was active")
 
 
 async def test_anyone_can_opt_out_of_training_and_back_in(rbot: Harness) -> None:
-    assert await _answer(rbot, ANN, "/optout") == texts.OPTOUT_DONE
+    assert await _answer(rbot, ANN, "/optout") == retrain_phrases.OPTOUT_DONE
     ann = rbot.user_id(ANN["id"])
     assert ann is not None and rbot.app.db.read(privacy.is_opted_out, ann)
-    assert await _answer(rbot, ANN, "/optin") == texts.OPTIN_DONE
+    assert await _answer(rbot, ANN, "/optin") == retrain_phrases.OPTIN_DONE
     assert not rbot.app.db.read(privacy.is_opted_out, ann)
 
 

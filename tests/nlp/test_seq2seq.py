@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from config import ModelSettings
-from nlp.model import Seq2Seq, extend_vocabulary
+from nlp.seq2seq import Seq2Seq, extend_vocabulary
 from nlp.vocabulary import PAD_ID
 
 VOCAB = 50

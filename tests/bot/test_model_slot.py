@@ -1,7 +1,7 @@
 import shutil
 from pathlib import Path
 
-from bot.models import ModelSlot
+from bot.model_slot import ModelSlot
 from config import DecodingSettings
 from storage import model_versions
 from storage.database import Database

@@ -26,10 +26,10 @@ import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy import Engine, Executable, create_engine, event
+from sqlalchemy.engine import URL, Connection, CursorResult, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -179,14 +179,31 @@ class Database:
         self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """`transact` in a worker thread, for async callers: the event loop never blocks."""
-        return await asyncio.to_thread(self.transact, fn, *args, **kwargs)
+
+        def call() -> T:
+            return self.transact(fn, *args, **kwargs)
+
+        return await asyncio.to_thread(call)
 
     async def run_read(
         self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """`read` in a worker thread, for async callers."""
-        return await asyncio.to_thread(self.read, fn, *args, **kwargs)
+
+        def call() -> T:
+            return self.read(fn, *args, **kwargs)
+
+        return await asyncio.to_thread(call)
 
     def dispose(self) -> None:
         """Close pooled connections (tests, shutdown, and before dropping a database)."""
         self.engine.dispose()
+
+
+def execute_dml(session: Session, statement: Executable) -> int:
+    """Run an INSERT, UPDATE or DELETE in `session`; how many rows it matched.
+
+    `Session.execute` is typed to return a plain `Result`; for DML it is a `CursorResult`, the
+    one that has `rowcount` (the cast SQLAlchemy's typing documentation recommends).
+    """
+    return cast(CursorResult[Any], session.execute(statement)).rowcount

@@ -404,7 +404,7 @@ def iter_user_history(session: Session, user_id: int) -> Iterator[dict[str, Any]
         }
 
 
-def _message_record(row: Row[Any]) -> dict[str, Any]:
+def _message_record(row: Row[*tuple[Any, ...]]) -> dict[str, Any]:
     record: dict[str, Any] = {
         "type": "bot_reply" if row.from_bot else "message",
         "id": row.id,

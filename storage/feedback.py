@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session
 
+from storage.database import execute_dml
 from storage.dialects import upsert_insert
 from storage.errors import InvalidFeedbackError, NotFoundError
 from storage.tables import Feedback, Message, utcnow
@@ -55,10 +56,11 @@ def get_feedback(session: Session, message_id: int, user_id: int) -> int | None:
 
 def remove_feedback(session: Session, message_id: int, user_id: int) -> bool:
     """Withdraw a vote; False if there was none."""
-    result = session.execute(
-        delete(Feedback).where(Feedback.message_id == message_id, Feedback.user_id == user_id)
+    deleted = execute_dml(
+        session,
+        delete(Feedback).where(Feedback.message_id == message_id, Feedback.user_id == user_id),
     )
-    return result.rowcount > 0
+    return deleted > 0
 
 
 def feedback_tally(session: Session, message_id: int) -> FeedbackTally:

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from storage.database import execute_dml
 from storage.dialects import upsert_insert
 from storage.errors import DuplicateError, NoPreviousVersionError, NotFoundError
 from storage.storable_text import check_storable
@@ -115,10 +116,10 @@ def get_active_version(session: Session) -> VersionInfo | None:
 
 def set_metrics(session: Session, name: str, metrics: dict[str, Any]) -> None:
     """Replace a version's metrics (e.g. after evaluating it on a new held-out set)."""
-    result = session.execute(
-        update(ModelVersion).where(ModelVersion.name == name).values(metrics=metrics)
+    updated = execute_dml(
+        session, update(ModelVersion).where(ModelVersion.name == name).values(metrics=metrics)
     )
-    if result.rowcount == 0:
+    if updated == 0:
         raise NotFoundError(f"no model version named {name!r}")
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import Delete, delete, select, update
 from sqlalchemy.orm import Session
 
+from storage.database import execute_dml
 from storage.errors import NotFoundError
 from storage.tables import Feedback, Message, TaughtPair, User
 
@@ -73,13 +74,15 @@ def forget_user(session: Session, user_id: int) -> ForgetResult:
 
 def _deleted(session: Session, statement: Delete) -> int:
     # No ORM session synchronisation: nothing forgotten is loaded in this session.
-    return session.execute(statement.execution_options(synchronize_session=False)).rowcount
+    return execute_dml(session, statement.execution_options(synchronize_session=False))
 
 
 def set_opted_out(session: Session, user_id: int, opted_out: bool = True) -> None:
     """Keep (or stop keeping) a user's messages out of training exports."""
-    result = session.execute(update(User).where(User.id == user_id).values(opted_out=opted_out))
-    if result.rowcount == 0:
+    updated = execute_dml(
+        session, update(User).where(User.id == user_id).values(opted_out=opted_out)
+    )
+    if updated == 0:
         raise NotFoundError(f"no user with id {user_id}")
 
 

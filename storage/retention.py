@@ -12,17 +12,18 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from storage.database import execute_dml
 from storage.tables import Message, utcnow
 
 
 def delete_messages_before(session: Session, cutoff: datetime) -> int:
     """Delete every message created before `cutoff` (aware); returns how many."""
-    result = session.execute(
+    return execute_dml(
+        session,
         delete(Message)
         .where(Message.created_at < cutoff)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    return result.rowcount
 
 
 def apply_retention(

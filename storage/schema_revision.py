@@ -137,6 +137,8 @@ def sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
     if connection.in_transaction():
         raise RuntimeError("switch SQLite foreign keys off before beginning the transaction")
     raw = connection.connection.driver_connection
+    if raw is None:  # only a connection that was invalidated has no DBAPI connection
+        raise RuntimeError("the connection was invalidated")
     raw.execute("PRAGMA foreign_keys=OFF")
     try:
         yield
@@ -215,7 +217,7 @@ def history(config: Config | None = None) -> list[RevisionInfo]:
     revisions = []
     for rev in script.walk_revisions():
         down = rev.down_revision
-        down_text = ", ".join(down) if isinstance(down, tuple) else down
+        down_text = down if down is None or isinstance(down, str) else ", ".join(down)
         revisions.append(
             RevisionInfo(rev.revision, down_text, (rev.doc or "").strip(), rev.revision in heads)
         )

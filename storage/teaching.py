@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, delete, insert, select
 from sqlalchemy.orm import Session
 
+from storage.database import execute_dml
 from storage.storable_text import check_storable
 from storage.tables import TaughtPair, utcnow
 
@@ -79,4 +80,4 @@ def list_taught_pairs(
 
 def delete_taught_pair(session: Session, pair_id: int) -> bool:
     """Remove a pair (an admin undoing bad teaching); False if it did not exist."""
-    return session.execute(delete(TaughtPair).where(TaughtPair.id == pair_id)).rowcount > 0
+    return execute_dml(session, delete(TaughtPair).where(TaughtPair.id == pair_id)) > 0

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from storage.database import execute_dml
 from storage.dialects import upsert_insert
 from storage.errors import NotFoundError, TrainingRunInProgressError
 from storage.tables import RunStatus, TrainingRun, utcnow
@@ -119,32 +120,35 @@ def fail_run(
 
 
 def _finish(session: Session, run_id: int, **values: Any) -> None:
-    result = session.execute(
+    updated = execute_dml(
+        session,
         update(TrainingRun)
         .where(TrainingRun.id == run_id, _IS_RUNNING)
         .values(finished_at=utcnow(), **values)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    if result.rowcount == 0:
+    if updated == 0:
         raise NotFoundError(f"no running training run with id {run_id}")
 
 
 def set_running_metrics(session: Session, run_id: int, metrics: dict[str, Any]) -> None:
     """Replace the metrics of a run that is still running (e.g. who runs it, its progress)."""
-    result = session.execute(
+    updated = execute_dml(
+        session,
         update(TrainingRun)
         .where(TrainingRun.id == run_id, _IS_RUNNING)
         .values(metrics=metrics)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    if result.rowcount == 0:
+    if updated == 0:
         raise NotFoundError(f"no running training run with id {run_id}")
 
 
 def fail_stale_runs(session: Session, older_than: timedelta, *, now: datetime | None = None) -> int:
     """Mark runs running for longer than `older_than` failed (their process died); how many."""
     now = now or utcnow()
-    result = session.execute(
+    return execute_dml(
+        session,
         update(TrainingRun)
         .where(_IS_RUNNING, TrainingRun.started_at < now - older_than)
         .values(
@@ -152,9 +156,8 @@ def fail_stale_runs(session: Session, older_than: timedelta, *, now: datetime | 
             finished_at=now,
             error=f"stale: still running after {older_than}; the process presumably died",
         )
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    return result.rowcount
 
 
 def get_run(session: Session, run_id: int) -> RunInfo:

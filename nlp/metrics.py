@@ -33,7 +33,9 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)], tokenize="none").score)
 
 
-def reply_metrics(hypotheses: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> dict:
+def reply_metrics(
+    hypotheses: Sequence[Sequence[str]], references: Sequence[Sequence[str]]
+) -> dict[str, float]:
     joined = [" ".join(h) for h in hypotheses]
     return {
         "distinct_1": distinct_n(hypotheses, 1),

@@ -155,6 +155,7 @@ class Seq2Seq(nn.Module):
     ) -> Tensor:
         """Teacher-forced logits: (batch, trg_len, vocab), or (n_kept, vocab) with `keep`."""
         memory, hidden = self.encode(src, lengths)
+        logits: Tensor
         logits, _, _ = self.decoder(trg_in, hidden, memory, keep)
         return logits
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Protocol, cast
 
 import spacy
 from spacy.language import Language
+from spacy.tokens import Doc
 
 from config import TextSettings
 
@@ -88,6 +90,12 @@ def detokenize(tokens: Iterable[str]) -> str:
     return "".join(out)
 
 
+class _BatchTokenizer(Protocol):
+    """The part of spaCy's (untyped, compiled) `Tokenizer` we use."""
+
+    def pipe(self, texts: Iterable[str], batch_size: int = ...) -> Iterator[Doc]: ...
+
+
 class TextProcessor:
     """Turns raw strings into token lists, the same way at training and at reply time."""
 
@@ -114,10 +122,12 @@ class TextProcessor:
 
     def tokenize_many(self, texts: Iterable[str], batch_size: int = 2000) -> list[list[str]]:
         normalized = [normalize(t, self.settings.lowercase) for t in texts]
+        # spaCy types `Language.tokenizer` as any callable; ours is always spaCy's Tokenizer.
+        tokenizer = cast(_BatchTokenizer, self._nlp.tokenizer)
         with self._lock:
             return [
                 _merge_number_runs([self._token_text(tok) for tok in doc if not tok.is_space])
-                for doc in self._nlp.tokenizer.pipe(normalized, batch_size=batch_size)
+                for doc in tokenizer.pipe(normalized, batch_size=batch_size)
             ]
 
     def _token_text(self, token: spacy.tokens.Token) -> str:

@@ -119,7 +119,7 @@ def _settings(
     messages: int,
 ) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         data_dir=data_dir,
         database_url=url,
         model_dir=model_dir,
@@ -155,7 +155,7 @@ async def _load(
     await fake.wait_until_fetched(timeout=REPLY_TIMEOUT_S)
     await asyncio.wait_for(application.update_queue.join(), REPLY_TIMEOUT_S)
 
-    sent = defaultdict(int)
+    sent: defaultdict[int, int] = defaultdict(int)
     for call in fake.calls_to("sendMessage"):
         sent[int(call.params["chat_id"])] += 1
     chat_actions = sum(int(c.params["chat_id"]) >= 10_000 for c in fake.calls_to("sendChatAction"))

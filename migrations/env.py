@@ -12,7 +12,7 @@ SQLite runs in batch mode (it cannot ALTER most things in place); types are comp
 from __future__ import annotations
 
 from logging.config import fileConfig
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
@@ -41,7 +41,7 @@ def _include_object(
     return table not in FOREIGN_TABLES
 
 
-def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
+def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Write `UtcDateTime` as the plain type the database has: revisions stay import-free."""
     if type_ == "type" and isinstance(obj, UtcDateTime):
         return "sa.DateTime(timezone=True)"

@@ -3,7 +3,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.cli import main
 from bot.retention import prune, prune_periodically
@@ -24,7 +24,7 @@ def _seed(db: Database) -> None:
         conversations.save_exchange(s, chat, user, "new", "new reply")
     with db.begin() as s:  # the old reply is dated like its turn
         s.execute(
-            Message.__table__.update()
+            update(Message)
             .where(Message.text == "old reply")
             .values(created_at=utcnow() - timedelta(days=40))
         )
@@ -56,7 +56,9 @@ async def test_long_running_processes_prune_periodically(db: Database) -> None:
     await prune_periodically(db, None)  # retention off: returns at once
 
 
-def test_chatbot_db_prune(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_chatbot_db_prune(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"sqlite:///{tmp_path / 'p.db'}"
     db = Database(url)
     schema_revision.upgrade(db)

@@ -26,7 +26,9 @@ def _one_line_error(code: int, err: str, *needles: str) -> None:
         assert needle in lines[0]
 
 
-def test_reply_prints_one_reply_per_text(capsys, tiny_model_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_reply_prints_one_reply_per_text(
+    capsys: pytest.CaptureFixture[str], tiny_model_dir: Path
+) -> None:
     code, out, _ = _run(capsys, "reply", str(tiny_model_dir), "hello", "how are you?")
     assert code == 0
     assert out.splitlines() == ["Hi there!", "I am fine, thanks."]
@@ -34,7 +36,9 @@ def test_reply_prints_one_reply_per_text(capsys, tiny_model_dir: Path) -> None: 
     assert (code, out) == (0, "Hi there!\n")
 
 
-def test_eval_prints_and_writes_metrics(capsys, tiny_model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_eval_prints_and_writes_metrics(
+    capsys: pytest.CaptureFixture[str], tiny_model_dir: Path, tmp_path: Path
+) -> None:
     out_file = tmp_path / "m.json"
     code, out, _ = _run(
         capsys, "eval", str(tiny_model_dir), "--split", "valid", "--out", str(out_file)
@@ -45,7 +49,9 @@ def test_eval_prints_and_writes_metrics(capsys, tiny_model_dir: Path, tmp_path: 
     assert metrics["perplexity"] < 1.5 and metrics["bleu"] > 90
 
 
-def test_attention_writes_a_png(capsys, tiny_model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_attention_writes_a_png(
+    capsys: pytest.CaptureFixture[str], tiny_model_dir: Path, tmp_path: Path
+) -> None:
     png = tmp_path / "attn.png"
     code, out, _ = _run(
         capsys, "attention", str(tiny_model_dir), "what is your name?", "--out", str(png)
@@ -54,7 +60,9 @@ def test_attention_writes_a_png(capsys, tiny_model_dir: Path, tmp_path: Path) ->
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_train_writes_a_checkpoint(capsys, tiny_pairs_file: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_train_writes_a_checkpoint(
+    capsys: pytest.CaptureFixture[str], tiny_pairs_file: Path, tmp_path: Path
+) -> None:
     out_dir = tmp_path / "m"
     code, out, _ = _run(
         capsys,
@@ -99,8 +107,12 @@ def test_train_writes_a_checkpoint(capsys, tiny_pairs_file: Path, tmp_path: Path
         (["attention", "{model}", "\t"], ["empty"]),
     ],
 )
-def test_bad_input_exits_2_with_one_line(  # type: ignore[no-untyped-def]
-    capsys, tmp_path: Path, tiny_model_dir: Path, argv: list[str], needles: list[str]
+def test_bad_input_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    argv: list[str],
+    needles: list[str],
 ) -> None:
     (tmp_path / "empty.tsv").write_text("")
     (tmp_path / "bad.tsv").write_text("no tab here\n")
@@ -113,7 +125,7 @@ def test_bad_input_exits_2_with_one_line(  # type: ignore[no-untyped-def]
     _one_line_error(code, err, *needles)
 
 
-def test_usage_errors_exit_2(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["reply"])
     assert exc.value.code == 2

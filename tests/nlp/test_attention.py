@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from nlp.attention import LuongAttention
+from nlp.attention import AttentionKind, LuongAttention
 
 
 @pytest.mark.parametrize("kind", ["dot", "general", "concat"])
-def test_attention_gives_zero_weight_to_padding(kind: str) -> None:
+def test_attention_gives_zero_weight_to_padding(kind: AttentionKind) -> None:
     torch.manual_seed(0)
     attention = LuongAttention(kind, 8)
     memory = torch.randn(2, 5, 8)
@@ -19,7 +19,7 @@ def test_attention_gives_zero_weight_to_padding(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["dot", "general", "concat"])
-def test_attention_output_ignores_what_padding_holds(kind: str) -> None:
+def test_attention_output_ignores_what_padding_holds(kind: AttentionKind) -> None:
     torch.manual_seed(0)
     attention = LuongAttention(kind, 8)
     query = torch.randn(1, 4, 8)

@@ -61,7 +61,7 @@ def test_greedy_stops_at_eos() -> None:
     calls = 0
     forward = model.decoder.forward
 
-    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def counting(*args, **kwargs):
         nonlocal calls
         calls += 1
         return forward(*args, **kwargs)

@@ -68,8 +68,8 @@ def test_users_and_chats_are_created_once_and_names_follow_changes(database: Dat
         chat_again = conversations.get_or_create_chat(session, GROUP)
     assert first == again and chat == chat_again
     with database.session() as session:
-        assert session.get(User, first).display_name == "Alicia"
-        assert session.get(Chat, chat).kind == "group"
+        assert session.get_one(User, first).display_name == "Alicia"
+        assert session.get_one(Chat, chat).kind == "group"
         assert conversations.find_user(session, "telegram", 1001) == first
         assert conversations.find_chat(session, "telegram", -500) == chat
         assert conversations.find_user(session, "console", 1001) is None
@@ -129,6 +129,7 @@ def test_a_failure_midway_leaves_neither_turn_nor_reply(database: Database, fail
         save_exchange(session, PRIVATE, ALICE, "after", "works")
     with database.session() as session:
         chat_id = conversations.find_chat(session, "telegram", 1001)
+        assert chat_id is not None
         texts = [t.text for t in conversations.chat_history(session, chat_id)]
         assert conversations.find_user(session, "telegram", 3003) is None
     assert texts == ["before", "ok", "after", "works"]

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import QueuePool
 
 from config import Settings, StorageSettings
 from storage import schema_revision
@@ -54,10 +55,12 @@ def test_postgresql_pool_follows_the_settings(postgres_server) -> None:
     url = postgres_server.admin.url
     db = Database(url, StorageSettings(pool_size=3, max_overflow=4, pool_timeout=5.0))
     try:
-        assert db.engine.pool.size() == 3
-        assert db.engine.pool._max_overflow == 4
-        assert db.engine.pool._timeout == 5.0
-        assert db.engine.pool._pre_ping
+        pool = db.engine.pool
+        assert isinstance(pool, QueuePool)
+        assert pool.size() == 3
+        assert pool._max_overflow == 4
+        assert pool._timeout == 5.0
+        assert pool._pre_ping
         with db.session() as session:
             assert session.execute(select(1)).scalar() == 1
     finally:

@@ -6,6 +6,7 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
@@ -73,10 +74,12 @@ def seeded(database: Database) -> Seeded:
         _say(session, GROUP, BOB, "x")  # same sender as the previous turn: skipped
     with database.session() as session:
         bob = find_user(session, "telegram", 2)
-        return Seeded(r1.user_id, bob, find_chat(session, "telegram", -9), g1)
+        group = find_chat(session, "telegram", -9)
+    assert bob is not None and group is not None
+    return Seeded(r1.user_id, bob, group, g1)
 
 
-def _pairs(database: Database, **filters: object) -> list[tuple[tuple[str, ...], str]]:
+def _pairs(database: Database, **filters: Any) -> list[tuple[tuple[str, ...], str]]:
     with database.session() as session:
         return [(p.context, p.reply) for p in export_chat_pairs(session, PairFilter(**filters))]
 
@@ -98,6 +101,7 @@ def test_pairs_carry_their_metadata(database: Database, seeded: Seeded) -> None:
         first = export_chat_pairs(session)[0]
     assert first.source == "chat" and first.reply_from_bot and first.score == 1
     assert first.context_text == "hi" and len(first.context_message_ids) == 1
+    assert first.reply_message_id is not None
     assert first.reply_message_id > first.context_message_ids[0]
 
 
@@ -201,6 +205,7 @@ def test_export_since_a_run_returns_only_new_pairs_and_the_next_watermarks(
     assert unsettled.chat_pairs == [] and unsettled.last_message_id == first.last_message_id
     assert [(p.context, p.reply) for p in second.chat_pairs] == [(("2",), "three")]
     assert second.taught_pairs == []
+    assert second.last_message_id is not None and first.last_message_id is not None
     assert second.last_message_id > first.last_message_id
     assert second.last_taught_pair_id == first.last_taught_pair_id
 

@@ -57,7 +57,8 @@ def test_activation_leaves_exactly_one_active(database: Database) -> None:
         with database.begin() as session:
             assert registry.activate_version(session, name).is_active
         with database.session() as session:
-            assert registry.get_active_version(session).name == name
+            active = registry.get_active_version(session)
+            assert active is not None and active.name == name
         assert _active_count(database) == 1
 
 
@@ -79,7 +80,8 @@ def test_rollback_walks_back_through_the_activations(database: Database) -> None
         assert registry.rollback_version(session).name == "b"
     with database.begin() as session:
         assert registry.rollback_version(session).name == "a"
-        assert registry.get_active_version(session).name == "a"
+        active = registry.get_active_version(session)
+        assert active is not None and active.name == "a"
     with pytest.raises(NoPreviousVersionError), database.begin() as session:
         registry.rollback_version(session)
     with database.session() as session:

@@ -19,7 +19,7 @@ ALICE = UserRef("telegram", 1, "Alice")
 BOB = UserRef("telegram", 2, "Bob")
 
 
-def _rows(session: Any, model: type, *conditions: Any) -> list[tuple]:
+def _rows(session: Any, model: Any, *conditions: Any) -> list[tuple[Any, ...]]:
     columns = [getattr(model, c.key) for c in model.__table__.columns]
     return [
         tuple(r) for r in session.execute(select(*columns).where(*conditions).order_by(model.id))

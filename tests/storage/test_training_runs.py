@@ -30,6 +30,7 @@ def test_a_run_is_recorded_from_start_to_success(database: Database) -> None:
             last_message_id=99,
             last_taught_pair_id=3,
         )
+    assert done.finished_at is not None
     assert done.status == "succeeded" and done.finished_at >= done.started_at
     assert (done.new_pairs, done.total_pairs, done.metrics) == (12, 5012, {"bleu": 4.2})
     assert (done.model_version_id, done.last_message_id, done.last_taught_pair_id) == (
@@ -53,6 +54,7 @@ def test_only_one_run_at_a_time(database: Database) -> None:
     with database.begin() as session:
         failed = training_runs.fail_run(session, first.id, "out of memory\x00 \ud800")
         second = training_runs.start_run(session)
+    assert failed.error is not None
     assert failed.status == "failed" and failed.error.startswith("out of memory")
     with database.session() as session:
         assert [run.id for run in training_runs.list_runs(session)] == [second.id, first.id]
@@ -80,6 +82,7 @@ def test_stale_runs_are_failed_so_a_new_run_can_start(database: Database) -> Non
     with database.begin() as session:
         fresh = training_runs.start_run(session, stale_after=timedelta(hours=6))
         old = training_runs.get_run(session, stuck.id)
+    assert old.error is not None
     assert old.status == "failed" and "stale" in old.error
     assert fresh.status == "running"
 

@@ -63,7 +63,7 @@ def retrain_settings(
     tmp_path: Path, model_dir: Path, db: Database, base_corpus: Path, **overrides: Any
 ) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         data_dir=tmp_path,
         model_dir=model_dir,
         database_url=db.url.render_as_string(hide_password=False),

@@ -25,7 +25,8 @@ import torch
 from bench.reference_tutorial import TutorialBatch, TutorialModel, random_batches
 from config import DecodingSettings, ModelSettings, TextSettings, TrainingSettings
 from nlp.checkpoint import read_config
-from nlp.datasets import Corpus, bucketed_batches, prepare_corpus, tokenized_splits_like
+from nlp.datasets import Corpus, bucketed_batches, prepare_corpus, tokenized_splits
+from nlp.recipe import DataRecipe
 from nlp.responder import Responder
 from nlp.seq2seq import Seq2Seq
 from nlp.text import TextProcessor
@@ -36,16 +37,7 @@ HIDDEN, LAYERS, BATCH, MAX_LEN = 500, 2, 64, 10
 
 
 def _corpus() -> Corpus:
-    return prepare_corpus(
-        ["chitchat"],
-        TextProcessor(),
-        context_turns=1,
-        max_length=MAX_LEN,
-        valid_fraction=0.05,
-        test_fraction=0.05,
-        min_count=2,
-        max_vocab=8000,
-    )
+    return prepare_corpus(DataRecipe(sources=("chitchat",), max_length=MAX_LEN), TextProcessor())
 
 
 def _our_trainer(vocab: Vocabulary, bf16: bool) -> Trainer:
@@ -145,8 +137,8 @@ def time_to_quality(corpus: Corpus, reference_steps: int, bf16: bool) -> dict[st
 
 def _contexts(model_dir: Path, count: int) -> list[list[str]]:
     """Test-split contexts of the checkpoint's own data, as token lists joined back to text."""
-    info = read_config(model_dir).get("info", {})
-    tokenized = tokenized_splits_like(info, TextProcessor(), info.get("sources") or ["chitchat"])
+    recipe = DataRecipe.from_config(read_config(model_dir))
+    tokenized = tokenized_splits(recipe, TextProcessor())
     return [p.context for p in tokenized["test"][:count]]
 
 

@@ -170,8 +170,9 @@ class DialogueService:
         return True
 
     def _history_texts(self, session: Session, msg: Incoming) -> list[str]:
-        """The texts of the last k-1 messages of the chat (since its last /reset), oldest first."""
-        k = self.settings.context_turns - 1
+        """The texts of the chat's messages before this one (since its last /reset), oldest
+        first: as many as the active model reads (its recipe's context turns), less this one."""
+        k = self.models.current().responder.context_turns - 1
         chat_id = conversations.find_chat(session, msg.platform, msg.chat_id)
         if k <= 0 or chat_id is None:
             return []

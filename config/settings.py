@@ -29,9 +29,10 @@ class ModelSettings(BaseModel):
     """Sizes of the encoder-decoder; saved as the checkpoint's `config.json`."""
 
     cell: Literal["gru", "lstm"] = "gru"
-    embedding_dim: int = Field(256, ge=1)
-    hidden_size: int = Field(256, ge=1)
-    num_layers: int = Field(2, ge=1)
+    # Bounded so a damaged config.json is refused before anything is allocated.
+    embedding_dim: int = Field(256, ge=1, le=4096)
+    hidden_size: int = Field(256, ge=1, le=4096)
+    num_layers: int = Field(2, ge=1, le=8)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     attention: Literal["dot", "general", "concat"] = "general"
     tie_embeddings: bool = True
@@ -116,7 +117,7 @@ class TelegramSettings(BaseModel):
 
 
 class DialogueSettings(BaseModel):
-    context_turns: int = Field(1, ge=1)
+    # How many turns of context a reply sees is the active model's (its data recipe's).
     max_input_chars: int = Field(4096, ge=1)
     batch_window_ms: float = Field(5.0, ge=0)
     max_batch_size: int = Field(32, ge=1)

@@ -24,10 +24,13 @@ from safetensors.torch import load_file, save_file
 
 from config import ModelSettings, TextSettings
 from nlp.errors import CheckpointError
+from nlp.recipe import DataRecipe
 from nlp.seq2seq import Seq2Seq
 from nlp.vocabulary import Vocabulary
 
 FORMAT_VERSION = 1
+CONFIG_SHA256 = "config_sha256"  # of config.json's other keys, canonical JSON
+MAX_VOCAB_SIZE = 2_000_000  # a bound checked before anything is allocated
 WEIGHTS, CONFIG, VOCAB, METRICS = "model.safetensors", "config.json", "vocab.json", "metrics.json"
 OPTIMIZER, TRAINER_STATE = "optimizer.safetensors", "trainer_state.json"
 
@@ -38,8 +41,9 @@ class Checkpoint:
     vocab: Vocabulary
     model_settings: ModelSettings
     text_settings: TextSettings
+    recipe: DataRecipe
     metrics: dict[str, Any] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)  # free-form: data sources, parent, ...
+    info: dict[str, Any] = field(default_factory=dict)  # free-form: steps, parent, schedule, ...
 
 
 def _sha256(path: Path) -> str:
@@ -48,6 +52,14 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _config_digest(config: dict[str, Any]) -> str:
+    """SHA-256 of the config without its own digest: keys sorted, no whitespace, so the digest
+    does not depend on how the file was formatted."""
+    body = {key: value for key, value in config.items() if key != CONFIG_SHA256}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def _write_json(path: Path, data: object) -> None:
@@ -83,18 +95,17 @@ def save_checkpoint(
         if trainer_state is not None:
             _write_json(tmp / TRAINER_STATE, trainer_state)
         _write_json(tmp / METRICS, checkpoint.metrics)
-        _write_json(
-            tmp / CONFIG,
-            {
-                "format_version": FORMAT_VERSION,
-                "vocab_size": len(checkpoint.vocab),
-                "model": checkpoint.model_settings.model_dump(),
-                "text": checkpoint.text_settings.model_dump(),
-                "weights_dtype": "float16" if fp16 else "float32",
-                "info": checkpoint.info,
-                "sha256": {name: _sha256(tmp / name) for name in (WEIGHTS, VOCAB)},
-            },
-        )
+        config = {
+            "format_version": FORMAT_VERSION,
+            "vocab_size": len(checkpoint.vocab),
+            "model": checkpoint.model_settings.model_dump(),
+            "text": checkpoint.text_settings.model_dump(),
+            "recipe": checkpoint.recipe.model_dump(mode="json"),
+            "weights_dtype": "float16" if fp16 else "float32",
+            "info": checkpoint.info,
+            "sha256": {name: _sha256(tmp / name) for name in (WEIGHTS, VOCAB)},
+        }
+        _write_json(tmp / CONFIG, {**config, CONFIG_SHA256: _config_digest(config)})
         for item in tmp.iterdir():
             item.chmod(0o644)
         _keep_extra_files(directory, tmp)
@@ -147,6 +158,12 @@ def read_config(directory: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {directory}: unreadable {CONFIG}: {exc}") from exc
     if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {directory}: unsupported {CONFIG} format")
+    # Checkpoints written before the config digest existed (the first default) have none.
+    if CONFIG_SHA256 in config and config[CONFIG_SHA256] != _config_digest(config):
+        raise CheckpointError(
+            f"checkpoint {directory}: {CONFIG} does not match its recorded checksum "
+            "(modified or corrupt); refusing to load it"
+        )
     return config
 
 
@@ -165,6 +182,12 @@ def load_checkpoint(directory: Path, device: torch.device | str = "cpu") -> Chec
         vocab_size = int(config["vocab_size"])
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
         raise CheckpointError(f"checkpoint {directory}: invalid {CONFIG}: {exc}") from exc
+    if not 4 <= vocab_size <= MAX_VOCAB_SIZE:
+        raise CheckpointError(
+            f"checkpoint {directory}: invalid {CONFIG}: vocab_size {vocab_size} is outside "
+            f"4..{MAX_VOCAB_SIZE}"
+        )
+    recipe = DataRecipe.from_config(config)
     vocab = Vocabulary.load(directory / VOCAB)
     if len(vocab) != vocab_size:
         raise CheckpointError(f"checkpoint {directory}: vocabulary size does not match the model")
@@ -187,6 +210,7 @@ def load_checkpoint(directory: Path, device: torch.device | str = "cpu") -> Chec
         vocab,
         model_settings,
         text_settings,
+        recipe,
         metrics,
         config.get("info", {}),
     )

@@ -13,13 +13,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
 from torch import Tensor
 
 from nlp.errors import DataError
+from nlp.recipe import DataRecipe
 from nlp.text import TextProcessor
 from nlp.vocabulary import EOS_ID, PAD_ID, SEP, SOS_ID, Vocabulary
 
@@ -171,21 +171,18 @@ class TokenizedPair:
 
 
 def tokenize_pairs(
-    pairs: Sequence[Pair], processor: TextProcessor, max_length: int
+    pairs: Sequence[Pair], processor: TextProcessor, recipe: DataRecipe
 ) -> list[TokenizedPair]:
-    """Tokenise each distinct turn once; keep the context's last `max_length` tokens (the recent
-    words matter most) and drop pairs whose reply is longer than `max_length`."""
+    """Tokenise each distinct turn once; build each context with the recipe's context rule and
+    drop pairs whose reply is longer than the recipe's `max_length`."""
     texts = sorted({t for p in pairs for t in (*p.context, p.reply)})
     tokens = dict(zip(texts, processor.tokenize_many(texts), strict=True))
     out = []
     for pair in pairs:
         reply = tokens[pair.reply]
-        context: list[str] = []
-        for turn in pair.context:
-            if tokens[turn]:
-                context.extend([*([SEP] if context else []), *tokens[turn]])
-        if reply and context and len(reply) <= max_length:
-            out.append(TokenizedPair(context[-max_length:], reply))
+        context = recipe.model_input([tokens[turn] for turn in pair.context])
+        if reply and context and len(reply) <= recipe.max_length:
+            out.append(TokenizedPair(context, reply))
     return out
 
 
@@ -264,30 +261,22 @@ class Corpus:
 
 
 def tokenized_splits(
-    sources: Sequence[str],
-    processor: TextProcessor,
-    *,
-    context_turns: int,
-    max_length: int,
-    valid_fraction: float,
-    test_fraction: float,
-    reverse: bool = False,
+    recipe: DataRecipe, processor: TextProcessor
 ) -> dict[str, list[TokenizedPair]]:
-    """Load, pair, split, tokenise. A corpus too small for a validation split validates on its
-    first training pairs rather than not at all.
-
-    `reverse=True` swaps context and reply: the data of the MMI reverse model p(context | reply).
-    """
-    if not sources:
+    """Load, pair, split, tokenise, as the recipe says. A corpus too small for a validation split
+    validates on its first training pairs rather than not at all. A reverse recipe swaps context
+    and reply: the data of the MMI reverse model p(context | reply)."""
+    if not recipe.sources:
         raise DataError("no data source given")
-    pairs = [p for name in sources for p in make_pairs(load_source(name), context_turns)]
-    splits = split_pairs(pairs, valid_fraction, test_fraction)
-    tokenized = {
-        name: tokenize_pairs(split, processor, max_length) for name, split in splits.items()
-    }
-    if reverse:
+    pairs = [
+        p for name in recipe.sources for p in make_pairs(load_source(name), recipe.context_turns)
+    ]
+    splits = split_pairs(pairs, recipe.valid_fraction, recipe.test_fraction)
+    tokenized = {name: tokenize_pairs(split, processor, recipe) for name, split in splits.items()}
+    if recipe.direction == "reverse":
         tokenized = {
-            name: [_reversed(p, max_length) for p in split] for name, split in tokenized.items()
+            name: [_reversed(p, recipe.max_length) for p in split]
+            for name, split in tokenized.items()
         }
         tokenized = {name: [p for p in split if p.reply] for name, split in tokenized.items()}
     if not tokenized["train"]:
@@ -295,22 +284,6 @@ def tokenized_splits(
     if not tokenized["valid"]:
         tokenized["valid"] = tokenized["train"][: max(1, len(tokenized["train"]) // 10)]
     return tokenized
-
-
-def tokenized_splits_like(
-    info: dict[str, Any], processor: TextProcessor, sources: Sequence[str] | None = None
-) -> dict[str, list[TokenizedPair]]:
-    """The splits a checkpoint was trained on, rebuilt from the `info` its training recorded
-    (sources, context turns, length limit, split fractions, direction); `sources` overrides."""
-    return tokenized_splits(
-        sources or info.get("sources") or [],
-        processor,
-        context_turns=int(info.get("context_turns", 1)),
-        max_length=int(info.get("max_length", 20)),
-        valid_fraction=float(info.get("valid_fraction", 0.05)),
-        test_fraction=float(info.get("test_fraction", 0.05)),
-        reverse=info.get("direction") == "reverse",
-    )
 
 
 def corpus_from_splits(
@@ -330,29 +303,15 @@ def corpus_from_splits(
 
 
 def prepare_corpus(
-    sources: Sequence[str],
-    processor: TextProcessor,
-    *,
-    context_turns: int,
-    max_length: int,
-    valid_fraction: float,
-    test_fraction: float,
-    min_count: int,
-    max_vocab: int,
-    vocab: Vocabulary | None = None,
-    reverse: bool = False,
+    recipe: DataRecipe, processor: TextProcessor, vocab: Vocabulary | None = None
 ) -> Corpus:
     """`tokenized_splits`, then a vocabulary from the training split (or the given one)."""
-    tokenized = tokenized_splits(
-        sources,
-        processor,
-        context_turns=context_turns,
-        max_length=max_length,
-        valid_fraction=valid_fraction,
-        test_fraction=test_fraction,
-        reverse=reverse,
+    return corpus_from_splits(
+        tokenized_splits(recipe, processor),
+        min_count=recipe.min_count,
+        max_vocab=recipe.max_vocab,
+        vocab=vocab,
     )
-    return corpus_from_splits(tokenized, min_count=min_count, max_vocab=max_vocab, vocab=vocab)
 
 
 def _reversed(pair: TokenizedPair, max_length: int) -> TokenizedPair:

@@ -12,7 +12,7 @@ import torch
 
 from config import DecodingSettings
 from nlp.checkpoint import load_checkpoint
-from nlp.datasets import EncodedPair, bucketed_batches, corpus_from_splits, tokenized_splits_like
+from nlp.datasets import EncodedPair, bucketed_batches, corpus_from_splits, tokenized_splits
 from nlp.errors import DataError
 from nlp.metrics import reply_metrics
 from nlp.search.decode import decode
@@ -56,8 +56,8 @@ def evaluate_checkpoint(
     """Rebuild the split the checkpoint was trained with (same sources, seed-free hash split);
     `limit` keeps its first N pairs (a quick, reproducible check)."""
     checkpoint = load_checkpoint(directory, device)
-    tokenized = tokenized_splits_like(
-        checkpoint.info, TextProcessor(checkpoint.text_settings), sources
+    tokenized = tokenized_splits(
+        checkpoint.recipe.for_sources(sources), TextProcessor(checkpoint.text_settings)
     )
     corpus = corpus_from_splits(tokenized, vocab=checkpoint.vocab)
     pairs = corpus.encoded[split][:limit]

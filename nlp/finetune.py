@@ -21,26 +21,23 @@ import torch
 
 from config import TrainingSettings
 from nlp.checkpoint import Checkpoint
-from nlp.datasets import TokenizedPair, encode_pairs, tokenized_splits_like
+from nlp.datasets import TokenizedPair, encode_pairs, tokenized_splits
 from nlp.errors import DataError
+from nlp.recipe import DataRecipe
 from nlp.seq2seq import extend_vocabulary
 from nlp.text import TextProcessor
 from nlp.training import Trainer, TrainResult, mean_loss, set_seed
-from nlp.vocabulary import SEP
 
 
 def tokenized_pair(
-    context_turns: Sequence[Sequence[str]], reply: Sequence[str], max_length: int
+    recipe: DataRecipe, context_turns: Sequence[Sequence[str]], reply: Sequence[str]
 ) -> TokenizedPair | None:
-    """Turns (oldest first) joined by <sep> and cut to the last `max_length` tokens, as
-    `tokenize_pairs` does for text; None when either side is empty or the reply is too long."""
-    context: list[str] = []
-    for turn in context_turns:
-        if turn:
-            context.extend([*([SEP] if context else []), *turn])
-    if not context or not reply or len(reply) > max_length:
+    """A pair built with the recipe's context rule, as `tokenize_pairs` builds pairs from text;
+    None when either side is empty or the reply is longer than the recipe allows."""
+    context = recipe.model_input(context_turns)
+    if not context or not reply or len(reply) > recipe.max_length:
         return None
-    return TokenizedPair(context[-max_length:], list(reply))
+    return TokenizedPair(context, list(reply))
 
 
 @dataclass(frozen=True)
@@ -55,16 +52,16 @@ class BasePairs:
 def base_pairs(
     sources: Sequence[str],
     processor: TextProcessor,
-    info: dict[str, Any],
+    recipe: DataRecipe,
     sample_size: int,
     seed: int,
 ) -> BasePairs:
-    """Split the base sources with the parent's own fractions (`info`), so the validation pairs
-    were never trained on. A corpus too small to have a validation split validates on its first
-    training pairs instead (`tokenized_splits`)."""
+    """Split the base sources with the parent's own recipe, so the validation pairs were never
+    trained on. A corpus too small to have a validation split validates on its first training
+    pairs instead (`tokenized_splits`)."""
     if not sources:
         raise DataError("no base corpus given: retraining needs base_sources")
-    splits = tokenized_splits_like({**info, "direction": "forward"}, processor, sources)
+    splits = tokenized_splits(recipe.for_sources(sources), processor)
     train, valid = splits["train"], splits["valid"]
     sample = random.Random(seed).sample(train, min(sample_size, len(train)))
     return BasePairs(sample, valid)
@@ -110,6 +107,7 @@ def fine_tune(
         training,
         checkpoint.model_settings,
         checkpoint.text_settings,
+        checkpoint.recipe,
         Path(out_dir),
         device,
         info={**checkpoint.info, **(info or {})},

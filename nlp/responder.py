@@ -26,7 +26,7 @@ from nlp.search.mmi import ReverseModel
 from nlp.search.step import StepConstraints
 from nlp.seq2seq import Seq2Seq
 from nlp.text import TextProcessor, detokenize
-from nlp.vocabulary import SEP, UNK_ID
+from nlp.vocabulary import UNK_ID
 
 Context = str | Sequence[str]  # one turn, or the recent turns oldest first
 
@@ -61,9 +61,8 @@ class Responder:
         self.vocab = checkpoint.vocab
         self.metrics = checkpoint.metrics
         self.info = checkpoint.info
+        self.recipe = checkpoint.recipe
         self.processor = TextProcessor(checkpoint.text_settings)
-        self.context_turns = int(checkpoint.info.get("context_turns", 1))
-        self.max_source_length = int(checkpoint.info.get("max_length", 50))
         self.model: Seq2Seq = checkpoint.model
         if self.decoding.quantize_int8 and self.device.type == "cpu":
             self.model = quantize_int8(self.model)  # type: ignore[assignment]
@@ -79,17 +78,20 @@ class Responder:
     def name(self) -> str:
         return self.checkpoint_dir.name
 
+    @property
+    def context_turns(self) -> int:
+        """How many recent turns this model reads (its recipe's): what a caller should pass."""
+        return self.recipe.context_turns
+
     def encode_context(self, context: Context) -> list[str]:
-        """Tokens the model sees: the last k turns joined by <sep>, cut to the trained length."""
+        """Tokens the model sees, built by the recipe's context rule."""
         turns = [context] if isinstance(context, str) else list(context)
-        tokens: list[str] = []
-        for turn in turns[-self.context_turns :]:
-            words = self.processor.tokenize(turn)
-            if words:
-                tokens.extend([*([SEP] if tokens else []), *words])
+        tokens = self.recipe.model_input(
+            [self.processor.tokenize(turn) for turn in turns[-self.context_turns :]]
+        )
         if not tokens:
             raise EmptyInputError("the context is empty: there is nothing to reply to")
-        return tokens[-self.max_source_length :]
+        return tokens
 
     def unknown_fraction(self, text: str) -> float:
         """Share of the words in `text` the model has never seen (1.0 = all unknown)."""

@@ -26,6 +26,7 @@ from config import ModelSettings, TextSettings, TrainingSettings
 from nlp.checkpoint import Checkpoint, load_checkpoint, load_training_state, save_checkpoint
 from nlp.datasets import Batch, EncodedPair, bucketed_batches, prepare_corpus
 from nlp.device import resolve_device
+from nlp.recipe import DataRecipe
 from nlp.seq2seq import Seq2Seq
 from nlp.text import TextProcessor
 from nlp.vocabulary import PAD_ID, Vocabulary
@@ -90,9 +91,10 @@ class Trainer:
     settings: TrainingSettings
     model_settings: ModelSettings
     text_settings: TextSettings
+    recipe: DataRecipe
     out_dir: Path
     device: torch.device
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # recorded as is: parent, new pairs, ...
     fp16_weights: bool = False
     show_progress: bool = True
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None
@@ -237,8 +239,9 @@ class Trainer:
                 self.vocab,
                 self.model_settings,
                 self.text_settings,
+                self.recipe,
                 metrics,
-                {**self.info, "steps": self.step, "epochs": self.epoch},
+                {**self.info, "seed": self.settings.seed, "steps": self.step, "epochs": self.epoch},
             ),
             fp16=self.fp16_weights,
             optimizer_state=None if self.fp16_weights else tensors,
@@ -302,18 +305,13 @@ def train_from_sources(
     previous = load_checkpoint(out_dir) if resume else None
     if previous is not None:  # a resumed run keeps the sizes it was started with
         model_settings, text_settings = previous.model_settings, previous.text_settings
-    processor = TextProcessor(text_settings)
+    recipe = (
+        previous.recipe
+        if previous
+        else DataRecipe.from_training(sources, training, reverse=reverse)
+    )
     corpus = prepare_corpus(
-        sources,
-        processor,
-        context_turns=training.context_turns,
-        max_length=training.max_length,
-        valid_fraction=training.valid_fraction,
-        test_fraction=training.test_fraction,
-        min_count=training.min_count,
-        max_vocab=training.max_vocab,
-        vocab=previous.vocab if previous else None,
-        reverse=reverse,
+        recipe, TextProcessor(text_settings), vocab=previous.vocab if previous else None
     )
     model = previous.model if previous else Seq2Seq(model_settings, len(corpus.vocab))
     log.info(
@@ -329,17 +327,9 @@ def train_from_sources(
         training,
         model_settings,
         text_settings,
+        recipe,
         Path(out_dir),
         device,
-        info={
-            "sources": list(sources),
-            "context_turns": training.context_turns,
-            "max_length": training.max_length,
-            "valid_fraction": training.valid_fraction,
-            "test_fraction": training.test_fraction,
-            "direction": "reverse" if reverse else "forward",
-            "seed": training.seed,
-        },
         fp16_weights=fp16_weights,
         show_progress=show_progress,
     )

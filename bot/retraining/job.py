@@ -43,6 +43,7 @@ from bot.retraining.worker import LOG, RESULT, WorkerJob, read_json
 from config import Settings, TextSettings
 from nlp.checkpoint import read_config
 from nlp.datasets import split_of
+from nlp.recipe import DataRecipe
 from nlp.text import TextProcessor
 from storage import model_versions, training_runs
 from storage.database import Database
@@ -101,15 +102,14 @@ class RetrainOutcome:
 # ---- pairs -----------------------------------------------------------------------------------
 
 
-def pair_processor(checkpoint_dir: Path) -> tuple[TextProcessor, int, int]:
-    """The text processing of the model being fine-tuned (masking always on), its context
-    turns and maximum length: new pairs must be tokenised the way that model reads."""
+def pair_processor(checkpoint_dir: Path) -> tuple[TextProcessor, DataRecipe]:
+    """The text processing of the model being fine-tuned (masking always on) and its data
+    recipe: new pairs must be tokenised and cut the way that model reads."""
     config = read_config(checkpoint_dir)
     text = TextSettings(**config.get("text", {})).model_copy(
         update={"mask_emails": True, "mask_urls": True, "mask_numbers": True}
     )
-    info = config.get("info") or {}
-    return TextProcessor(text), int(info.get("context_turns", 1)), int(info.get("max_length", 20))
+    return TextProcessor(text), DataRecipe.from_config(config)
 
 
 def collect(
@@ -117,14 +117,15 @@ def collect(
 ) -> tuple[LogPairs, int]:
     """The training pairs since `since`, and the model's maximum length (longer replies are
     dropped here, counted as `too_long`, so the held-out split only holds usable pairs)."""
-    processor, context_turns, max_length = pair_processor(checkpoint_dir)
+    processor, recipe = pair_processor(checkpoint_dir)
+    max_length = recipe.max_length
     blocklist = Blocklist.load(settings.retrain.blocklist_path, processor)
     pairs = db.read(
         training_pairs_from_logs,
         since,
         processor,
         blocklist,
-        context_turns=context_turns,
+        context_turns=recipe.context_turns,
         settle=timedelta(seconds=settings.retrain.settle_seconds),
     )
     usable = [p for p in pairs.pairs if len(p.reply) <= max_length]

@@ -91,11 +91,11 @@ def run(job: WorkerJob) -> dict[str, Any]:
     parent_fp16 = read_config(Path(job.parent_dir)).get("weights_dtype") == "float16"
     processor = TextProcessor(parent.text_settings)
     base = base_pairs(
-        job.base_sources, processor, parent.info, job.base_sample_pairs, training.seed
+        job.base_sources, processor, parent.recipe, job.base_sample_pairs, training.seed
     )
 
     def tokenized(pairs: list[dict[str, Any]]) -> list[TokenizedPair]:
-        made = (tokenized_pair(p["context"], p["reply"], training.max_length) for p in pairs)
+        made = (tokenized_pair(parent.recipe, p["context"], p["reply"]) for p in pairs)
         return [p for p in made if p is not None]
 
     new_train, heldout = tokenized(job.new_train), tokenized(job.new_heldout)
@@ -131,7 +131,13 @@ def run(job: WorkerJob) -> dict[str, Any]:
     candidate_dir = save_checkpoint(
         work / CANDIDATE_DIR,
         Checkpoint(
-            best.model, best.vocab, best.model_settings, best.text_settings, best.metrics, best.info
+            best.model,
+            best.vocab,
+            best.model_settings,
+            best.text_settings,
+            best.recipe,
+            best.metrics,
+            best.info,
         ),
         fp16=parent_fp16,
     )

@@ -81,7 +81,7 @@ def test_truncated_weights_without_checksums_are_refused(
     import json
 
     data = json.loads(config)
-    del data["sha256"]
+    del data["sha256"], data["config_sha256"]  # as old checkpoints: no checksums at all
     (ckpt / "config.json").write_text(json.dumps(data))
     weights = ckpt / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])

@@ -15,6 +15,7 @@ from nlp.datasets import (
     tokenize_pairs,
 )
 from nlp.errors import DataError
+from nlp.recipe import DataRecipe
 from nlp.text import TextProcessor
 from nlp.vocabulary import PAD_ID, SEP
 
@@ -69,13 +70,13 @@ def test_multi_turn_context_joins_turns_with_sep() -> None:
     dialogue = Dialogue("d", ("hi", "hello", "how are you", "fine"))
     pairs = make_pairs([dialogue], context_turns=2)
     assert [p.context for p in pairs] == [("hi",), ("hi", "hello"), ("hello", "how are you")]
-    tokenized = tokenize_pairs(pairs, TextProcessor(), max_length=10)
+    tokenized = tokenize_pairs(pairs, TextProcessor(), DataRecipe(context_turns=2, max_length=10))
     assert tokenized[2].context == ["hello", SEP, "how", "are", "you"]
 
 
 def test_length_filter_drops_long_replies_and_cuts_long_contexts() -> None:
     pairs = make_pairs([Dialogue("d", ("a b c d e f", "x y", "p q r s t u v"))])
-    tokenized = tokenize_pairs(pairs, TextProcessor(), max_length=4)
+    tokenized = tokenize_pairs(pairs, TextProcessor(), DataRecipe(max_length=4))
     assert len(tokenized) == 1  # the 7-token reply is dropped
     assert tokenized[0].context == ["c", "d", "e", "f"]  # the most recent words are kept
 
@@ -118,17 +119,16 @@ def test_prepare_corpus_builds_vocab_from_training_split(tmp_path: Path) -> None
     (tmp_path / "d.tsv").write_text("hello there\thi\nhow are you\tfine thanks\n")
 
     def prepare(reverse: bool) -> Corpus:
-        return prepare_corpus(
-            [str(tmp_path / "d.tsv")],
-            TextProcessor(),
-            context_turns=1,
+        recipe = DataRecipe(
+            sources=(str(tmp_path / "d.tsv"),),
+            direction="reverse" if reverse else "forward",
             max_length=10,
             valid_fraction=0.0,
             test_fraction=0.0,
             min_count=1,
             max_vocab=100,
-            reverse=reverse,
         )
+        return prepare_corpus(recipe, TextProcessor())
 
     corpus = prepare(reverse=False)
     assert "hello" in corpus.vocab and len(corpus.encoded["train"]) == 2

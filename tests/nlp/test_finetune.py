@@ -10,6 +10,7 @@ from config import TrainingSettings
 from nlp.checkpoint import load_checkpoint
 from nlp.datasets import TokenizedPair
 from nlp.finetune import base_pairs, fine_tune, grow_vocabulary, perplexity, tokenized_pair
+from nlp.recipe import DataRecipe
 from nlp.text import TextProcessor
 from nlp.vocabulary import SEP
 
@@ -22,10 +23,11 @@ NEW = [
 
 
 def test_turns_are_joined_by_sep_and_cut_from_the_left() -> None:
-    pair = tokenized_pair([["a", "b"], [], ["c", "d", "e"]], ["ok"], max_length=4)
+    recipe = DataRecipe(context_turns=3, max_length=4)
+    pair = tokenized_pair(recipe, [["a", "b"], [], ["c", "d", "e"]], ["ok"])
     assert pair == TokenizedPair(["b", SEP, "c", "d", "e"][-4:], ["ok"])
-    assert tokenized_pair([["a"]], ["x"] * 5, max_length=4) is None  # reply too long
-    assert tokenized_pair([[]], ["x"], max_length=4) is None
+    assert tokenized_pair(recipe, [["a"]], ["x"] * 5) is None  # reply too long
+    assert tokenized_pair(recipe, [[]], ["x"]) is None
 
 
 def test_new_frequent_words_get_rows_and_every_old_weight_is_kept(tiny_model_dir: Path) -> None:
@@ -49,7 +51,7 @@ def test_fine_tuning_learns_the_new_pairs_and_keeps_the_old_ones(
 ) -> None:
     checkpoint = load_checkpoint(tiny_model_dir)
     base = base_pairs(
-        [str(tiny_pairs_file)], TextProcessor(checkpoint.text_settings), checkpoint.info, 20, 1
+        [str(tiny_pairs_file)], TextProcessor(checkpoint.text_settings), checkpoint.recipe, 20, 1
     )
     before = perplexity(checkpoint, NEW)
     grow_vocabulary(checkpoint, NEW, min_count=1, max_new=100)
@@ -75,4 +77,4 @@ def test_fine_tuning_learns_the_new_pairs_and_keeps_the_old_ones(
     assert result.epochs == 12 and "favourite" in candidate.vocab
     assert perplexity(candidate, NEW) < before / 10
     assert perplexity(candidate, base.valid) < 1.5  # still knows its first words
-    assert candidate.info["context_turns"] == checkpoint.info["context_turns"]
+    assert candidate.recipe == checkpoint.recipe

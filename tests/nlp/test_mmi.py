@@ -31,7 +31,7 @@ def reverse_dir(tmp_path_factory: pytest.TempPathFactory, tiny_pairs_file: Path)
 
 def test_reverse_model_learns_p_context_given_reply(reverse_dir: Path) -> None:
     checkpoint = load_checkpoint(reverse_dir)
-    assert checkpoint.info["direction"] == "reverse"
+    assert checkpoint.recipe.direction == "reverse"
     assert Responder(reverse_dir).reply(["hi there!"]) == ["Hello"]
 
 

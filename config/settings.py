@@ -38,6 +38,9 @@ class ModelSettings(BaseModel):
     tie_embeddings: bool = True
 
 
+LrSchedule = Literal["linear", "cosine", "constant", "plateau"]
+
+
 class TrainingSettings(BaseModel):
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
@@ -46,11 +49,21 @@ class TrainingSettings(BaseModel):
     time_budget_minutes: float | None = None
     clip_grad_norm: float = 5.0
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    # The learning rate: warmup, then linear/cosine decay to zero at the end of the budget
+    # (max_steps, the time budget, or max_epochs, whichever ends first); "plateau" cuts it by
+    # lr_decay_factor when validation stops improving; "constant" keeps it.
+    lr_schedule: LrSchedule = "linear"
+    warmup_steps: int = Field(0, ge=0)
     lr_decay_factor: float = 0.5
-    lr_decay_patience: int = 0  # epochs without improvement before the LR is cut
-    early_stopping_patience: int = 3
+    lr_decay_patience: int = 0  # validations without improvement before "plateau" cuts the LR
+    early_stopping_patience: int = 3  # validations without improvement before stopping
+    validate_every_steps: int | None = Field(None, ge=1)  # None: at the end of each epoch
+    sample_replies: int = Field(3, ge=0)  # validation contexts whose greedy reply is logged
+    average_last: int = Field(0, ge=0)  # average the weights of the last N validations (0: off)
     seed: int = 1234
-    bf16: bool = False  # autocast matmuls to bfloat16 (measured: see README)
+    # bfloat16 autocast: None decides by the hardware (CUDA with bf16, or a CPU with native
+    # bf16 instructions, where it measured 1.5x faster than fp32 training on this project's CPU).
+    bf16: bool | None = None
     min_count: int = Field(2, ge=1)
     max_vocab: int = Field(8000, ge=10)
     max_length: int = Field(20, ge=2)  # tokens per context / reply; longer pairs are dropped

@@ -1,4 +1,6 @@
-"""The training loop: Adam, clipping, LR decay on plateau, early stopping, best-checkpoint keeping.
+"""The training loop: Adam, clipping, a learning-rate schedule over the run's budget, validation
+(with sample replies in the log) every epoch or every N steps, early stopping, the best checkpoint
+kept, optional averaging of the last validations' weights.
 
 Teacher forcing is a single forward pass per batch (see `Seq2Seq.forward`); only positions holding a
 real target token are projected onto the vocabulary and scored.
@@ -11,6 +13,7 @@ import logging
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +27,10 @@ from tqdm import tqdm
 
 from config import ModelSettings, TextSettings, TrainingSettings
 from nlp.checkpoint import Checkpoint, load_checkpoint, load_training_state, save_checkpoint
-from nlp.datasets import Batch, EncodedPair, bucketed_batches, prepare_corpus
-from nlp.device import resolve_device
+from nlp.datasets import Batch, EncodedPair, bucketed_batches, pad, prepare_corpus
+from nlp.device import bf16_pays, resolve_device
 from nlp.recipe import DataRecipe
+from nlp.schedule import LearningRateSchedule
 from nlp.seq2seq import Seq2Seq
 from nlp.text import TextProcessor
 from nlp.vocabulary import PAD_ID, Vocabulary
@@ -101,30 +105,43 @@ class Trainer:
 
     def __post_init__(self) -> None:
         self.model.to(self.device)
+        self.bf16 = (
+            bf16_pays(self.device) if self.settings.bf16 is None else bool(self.settings.bf16)
+        )
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.settings.learning_rate)
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer,
             factor=self.settings.lr_decay_factor,
             patience=self.settings.lr_decay_patience,
         )
+        self.schedule = LearningRateSchedule(self.settings.lr_schedule)  # sized in train()
         self.step = 0
         self.epoch = 0
+        self.epoch_step = 0  # batches of the current epoch already trained on
+        self.elapsed = 0.0  # seconds of this run before the current call of train()
         self.best_valid = math.inf
-        self.bad_epochs = 0
+        self.bad_validations = 0
         self.history: list[dict[str, Any]] = []
+        self._recent_weights: deque[dict[str, Tensor]] = deque(
+            maxlen=max(self.settings.average_last, 1)
+        )
 
     # ---- resume --------------------------------------------------------------------------------
 
     def resume_from(self, directory: Path) -> None:
-        """Continue a run: optimizer moments, LR, counters and history from `directory`."""
+        """Continue a run where its checkpoint was saved: optimizer moments, LR schedule position
+        (step and elapsed time), counters and history from `directory`."""
         tensors, state = load_training_state(directory)
         if state is None:
             return
         if tensors is not None:
             self.optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.plateau.load_state_dict(state["scheduler"])
         self.step, self.epoch = state["step"], state["epoch"]
-        self.best_valid, self.bad_epochs = state["best_valid"], state["bad_epochs"]
+        self.epoch_step = state.get("epoch_step", 0)
+        self.elapsed = state.get("elapsed_seconds", 0.0)
+        self.best_valid = state["best_valid"]
+        self.bad_validations = state.get("bad_validations", state.get("bad_epochs", 0))
         self.history = state["history"]
 
     # ---- the loop ------------------------------------------------------------------------------
@@ -134,57 +151,89 @@ class Trainer:
             raise ValueError("training needs at least one training and one validation pair")
         s = self.settings
         start = time.monotonic()
-        deadline = start + s.time_budget_minutes * 60 if s.time_budget_minutes else math.inf
+        steps_per_epoch = math.ceil(len(train) / s.batch_size)
+        total_steps = s.max_epochs * steps_per_epoch
+        if s.max_steps is not None:
+            total_steps = min(total_steps, s.max_steps)
+        budget = s.time_budget_minutes * 60 if s.time_budget_minutes else None
+        self.schedule = LearningRateSchedule(s.lr_schedule, s.warmup_steps, total_steps, budget)
+        deadline = start + budget - self.elapsed if budget else math.inf
         stopped = "max_epochs"
         last_log = start
         self.model.train()
         while self.epoch < s.max_epochs:
-            epoch_loss, epoch_tokens, epoch_start = 0.0, 0, time.monotonic()
+            running = _Running()
             batches = bucketed_batches(train, s.batch_size, shuffle=True, seed=s.seed + self.epoch)
-            total = math.ceil(len(train) / s.batch_size)
+            for _ in range(self.epoch_step):  # a resumed run skips what it already trained on
+                next(batches, None)
             bar = tqdm(
                 batches,
-                total=total,
+                total=steps_per_epoch - self.epoch_step,
                 desc=f"epoch {self.epoch + 1}",
                 leave=False,
                 disable=not self.show_progress,
                 mininterval=1.0,
                 dynamic_ncols=True,
             )
-            out_of_time = False
+            out_of_budget, improved = False, True
             for batch in bar:
+                self._set_learning_rate(self.elapsed + time.monotonic() - start)
                 loss, n = self.train_step(batch.to(self.device))
-                epoch_loss += loss * n
-                epoch_tokens += n
+                self.epoch_step += 1
+                running.add(loss, n)
                 if self.step % 20 == 0:
-                    rate = epoch_tokens / max(time.monotonic() - epoch_start, 1e-9)
-                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
+                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{running.rate():,.0f}")
                     if not self.show_progress and time.monotonic() - last_log > 60:
                         # A log file gets a line a minute where a terminal gets the bar.
-                        log.info("step %d: loss %.3f, %.0f tok/s", self.step, loss, rate)
+                        log.info(
+                            "step %d: loss %.3f, lr %.2e, %.0f tok/s",
+                            self.step,
+                            loss,
+                            self.optimizer.param_groups[0]["lr"],
+                            running.rate(),
+                        )
                         last_log = time.monotonic()
                 if s.max_steps is not None and self.step >= s.max_steps:
-                    stopped, out_of_time = "max_steps", True
+                    stopped, out_of_budget = "max_steps", True
+                elif time.monotonic() > deadline:
+                    stopped, out_of_budget = "time_budget", True
+                if out_of_budget:
                     break
-                if time.monotonic() > deadline:
-                    stopped, out_of_time = "time_budget", True
-                    break
+                if s.validate_every_steps and self.step % s.validate_every_steps == 0:
+                    improved = self._validate(running, valid, start)
+                    running = _Running()
+                    if self._should_stop_early(improved):
+                        break
             bar.close()
-            self.epoch += 1
-            improved = self._end_epoch(epoch_loss, epoch_tokens, epoch_start, valid)
-            if out_of_time:
+            if out_of_budget or not self._should_stop_early(improved):
+                self.epoch, self.epoch_step = self.epoch + 1, 0  # a cut-off epoch counts too
+            if running.tokens or not s.validate_every_steps:
+                improved = self._validate(running, valid, start)
+            if out_of_budget:
                 break
-            if not improved and self.bad_epochs > s.early_stopping_patience:
+            if self._should_stop_early(improved):
                 stopped = "early_stopping"
                 break
+        self._average_recent_weights(valid, start)
         self._plot_history()
+        self.elapsed += time.monotonic() - start
         return TrainResult(
-            self.best_valid, self.step, self.epoch, time.monotonic() - start, stopped, self.history
+            self.best_valid, self.step, self.epoch, self.elapsed, stopped, self.history
         )
+
+    def _should_stop_early(self, improved: bool) -> bool:
+        return not improved and self.bad_validations > self.settings.early_stopping_patience
+
+    def _set_learning_rate(self, elapsed: float) -> None:
+        if self.settings.lr_schedule == "plateau" and self.step >= self.settings.warmup_steps:
+            return  # the plateau rule owns the rate once warmup is over
+        factor = self.schedule.factor(self.step, elapsed)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.settings.learning_rate * factor
 
     def train_step(self, batch: Batch) -> tuple[float, int]:
         """One optimiser step on one batch: (loss, target tokens). The bench times this."""
-        loss, n = batch_loss(self.model, batch, self.settings.label_smoothing, self.settings.bf16)
+        loss, n = batch_loss(self.model, batch, self.settings.label_smoothing, self.bf16)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_grad_norm)
@@ -192,44 +241,78 @@ class Trainer:
         self.step += 1
         return float(loss.detach()), n
 
-    def _end_epoch(
-        self, epoch_loss: float, epoch_tokens: int, epoch_start: float, valid: Sequence[EncodedPair]
-    ) -> bool:
-        seconds = time.monotonic() - epoch_start
-        valid_loss = mean_loss(self.model, valid, self.device, bf16=self.settings.bf16)
+    def _validate(self, running: _Running, valid: Sequence[EncodedPair], start: float) -> bool:
+        """Validation loss, a few sample replies in the log, the best checkpoint kept."""
+        valid_loss = mean_loss(self.model, valid, self.device, bf16=self.bf16)
         improved = valid_loss < self.best_valid
-        self.scheduler.step(valid_loss)
+        if self.settings.lr_schedule == "plateau":
+            self.plateau.step(valid_loss)
         if improved:
-            self.best_valid, self.bad_epochs = valid_loss, 0
+            self.best_valid, self.bad_validations = valid_loss, 0
         else:
-            self.bad_epochs += 1
+            self.bad_validations += 1
         record = {
             "epoch": self.epoch,
             "step": self.step,
-            "train_loss": epoch_loss / max(epoch_tokens, 1),
+            "train_loss": running.mean(),
             "valid_loss": valid_loss,
             "valid_ppl": math.exp(min(valid_loss, 50.0)),
             "lr": self.optimizer.param_groups[0]["lr"],
-            "tokens_per_s": epoch_tokens / max(seconds, 1e-9),
-            "seconds": seconds,
+            "tokens_per_s": running.rate(),
+            "seconds": round(self.elapsed + time.monotonic() - start, 1),
         }
         self.history.append(record)
         log.info(
-            "epoch %d: train loss %.3f, valid ppl %.2f, %.0f tok/s%s",
+            "step %d (epoch %d): train loss %.3f, valid ppl %.2f, lr %.2e, %.0f tok/s%s",
+            self.step,
             self.epoch,
             record["train_loss"],
             record["valid_ppl"],
+            record["lr"],
             record["tokens_per_s"],
             " (best)" if improved else "",
         )
+        for line in sample_replies(self.model, self.vocab, valid, self.settings.sample_replies):
+            log.info("  %s", line)
+        if self.settings.average_last > 1:
+            self._recent_weights.append(
+                {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            )
         if improved:
-            self._save()
+            self._save(self.elapsed + time.monotonic() - start)
         self._write_history()
         if self.on_epoch_end:
             self.on_epoch_end(record)
         return improved
 
-    def _save(self) -> None:
+    def _average_recent_weights(self, valid: Sequence[EncodedPair], start: float) -> None:
+        """Average the weights of the last `average_last` validations (a cheap ensemble, as in
+        JoeyNMT/fairseq); kept only if the average validates better than the best so far."""
+        if len(self._recent_weights) < 2:
+            return
+        trained = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        averaged = {
+            name: torch.stack([w[name].float() for w in self._recent_weights])
+            .mean(0)
+            .to(trained[name].dtype)
+            for name in trained
+        }
+        self.model.load_state_dict(averaged)
+        loss = mean_loss(self.model, valid, self.device, bf16=self.bf16)
+        log.info(
+            "average of the last %d validations: valid ppl %.2f (best single %.2f)",
+            len(self._recent_weights),
+            math.exp(min(loss, 50.0)),
+            math.exp(min(self.best_valid, 50.0)),
+        )
+        if loss < self.best_valid:
+            self.best_valid = loss
+            self.info = {**self.info, "averaged_validations": len(self._recent_weights)}
+            self._save(self.elapsed + time.monotonic() - start)
+        else:
+            self.model.load_state_dict(trained)
+
+    def _save(self, elapsed: float) -> None:
         metrics = {"valid_loss": self.best_valid, "valid_ppl": math.exp(min(self.best_valid, 50))}
         tensors, optimizer_meta = _flatten_optimizer(self.optimizer)
         save_checkpoint(
@@ -248,10 +331,12 @@ class Trainer:
             trainer_state={
                 "step": self.step,
                 "epoch": self.epoch,
+                "epoch_step": self.epoch_step,
+                "elapsed_seconds": elapsed,
                 "best_valid": self.best_valid,
-                "bad_epochs": self.bad_epochs,
+                "bad_validations": self.bad_validations,
                 "history": self.history,
-                "scheduler": self.scheduler.state_dict(),
+                "scheduler": self.plateau.state_dict(),
                 "optimizer": optimizer_meta,
             },
         )
@@ -265,6 +350,49 @@ class Trainer:
 
         if self.history and self.out_dir.is_dir():
             plot_losses(self.history, self.out_dir / "loss.png")
+
+
+class _Running:
+    """Training loss and speed since the last validation."""
+
+    def __init__(self) -> None:
+        self.loss, self.tokens, self.start = 0.0, 0, time.monotonic()
+
+    def add(self, loss: float, tokens: int) -> None:
+        self.loss += loss * tokens
+        self.tokens += tokens
+
+    def mean(self) -> float:
+        return self.loss / max(self.tokens, 1)
+
+    def rate(self) -> float:
+        return self.tokens / max(time.monotonic() - self.start, 1e-9)
+
+
+def sample_replies(
+    model: Seq2Seq, vocab: Vocabulary, pairs: Sequence[EncodedPair], count: int
+) -> list[str]:
+    """`context => greedy reply (reference)` for the first `count` pairs: what a reader of a
+    training log needs to see besides the loss."""
+    if count <= 0 or not pairs:
+        return []
+    from nlp.search.greedy import greedy_search  # search imports the model, not the trainer
+    from nlp.search.step import StepConstraints
+
+    chosen = list(pairs[:count])
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        src = pad([p.src for p in chosen]).to(device)
+        lengths = torch.tensor([len(p.src) for p in chosen])
+        hyps = greedy_search(model, src, lengths, 30, StepConstraints())
+    model.train(was_training)
+    return [
+        f"{' '.join(vocab.decode(p.src))} => {' '.join(vocab.decode(h.tokens))}"
+        f"  (ref: {' '.join(vocab.decode(p.trg))})"
+        for p, h in zip(chosen, hyps, strict=True)
+    ]
 
 
 def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:

@@ -1,15 +1,24 @@
-"""Fixtures shared across test packages: a fresh, empty database on SQLite and on PostgreSQL.
+"""Fixtures shared across test packages: a fresh database on SQLite and on PostgreSQL, empty
+(`empty_database_url`) or migrated (`database`), and a tiny trained model.
 
 `backend` parametrises a test over both; PostgreSQL tests skip (with the reason) only when no
 server answers at `CHATBOT_TEST_POSTGRES_URL` (default: the local server, database `test`).
 Each test gets its own database: a file in `tmp_path`, or on PostgreSQL a uniquely named schema
 (the URL's `search_path` points at it) dropped afterwards. Schemas, not databases: on this machine
 DROP DATABASE took up to 2 s, a schema well under 0.1 s.
+
+Running the Alembic upgrade for every test would dominate the suite's time on SQLite, so it is
+migrated once per session into a template file that each test copies. On PostgreSQL each test
+gets a fresh schema migrated in the background while the previous test runs.
+
+Test modules never import from each other or from a conftest: what several packages share is a
+fixture here (pytest finds it without an import) or a helper in `tests/support/`.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,7 +31,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import OperationalError
 
-from storage.database import normalize_url
+from storage import schema_revision
+from storage.database import Database, normalize_url
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ("sqlite", "postgres")
@@ -118,6 +128,42 @@ def empty_database_url(
         yield url
     finally:
         server.drop_schema(url)
+
+
+def migrate(url: URL | str) -> None:
+    db = Database(url)
+    try:
+        schema_revision.upgrade(db)
+    finally:
+        db.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database file at the newest schema revision, for tests to copy."""
+    path = tmp_path_factory.mktemp("template") / "chatbot.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Database]:
+    """An empty database at the newest schema revision, on `backend`; disposed afterwards."""
+    if backend == "sqlite":
+        path = tmp_path / "chatbot.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        db = Database(f"sqlite:///{path}")
+        yield db
+        db.dispose()
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.prepared(migrate)
+    db = Database(url)
+    try:
+        yield db
+    finally:
+        db.dispose()
+        server.drop_later(url)
 
 
 # ---- a tiny trained model, shared by the nlp, cli and bot tests ------------------------------

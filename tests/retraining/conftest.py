@@ -11,12 +11,11 @@ import pytest
 
 from config import Settings
 from storage.database import Database
-from tests.storage.conftest import sqlite_template  # noqa: F401
 from tests.support.retraining import retrain_settings
 
 
 @pytest.fixture
-def db(tmp_path: Path, sqlite_template: Path) -> Iterator[Database]:  # noqa: F811
+def db(tmp_path: Path, sqlite_template: Path) -> Iterator[Database]:
     path = tmp_path / "chatbot.db"
     shutil.copyfile(sqlite_template, path)
     database = Database(f"sqlite:///{path}")

@@ -22,7 +22,6 @@ from storage.conversations import (
 )
 from storage.database import Database
 from storage.tables import utcnow
-from tests.storage.conftest import database, sqlite_template  # noqa: F401
 
 ANN, BOB, CAROL, DAVE, EVE = (UserRef("telegram", i, n) for i, n in enumerate("ABCDE", 1))
 PRIVATE = ChatRef("telegram", 1, "private")
@@ -65,7 +64,7 @@ def _shown(pairs: LogPairs) -> list[tuple[str, str, str]]:
 
 
 @pytest.fixture
-def ids(database: Database) -> Ids:  # noqa: F811
+def ids(database: Database) -> Ids:
     with database.begin() as s:
         ann, bob, eve = (get_or_create_user(s, u) for u in (ANN, BOB, EVE))
         carol, dave = get_or_create_user(s, CAROL), get_or_create_user(s, DAVE)
@@ -95,7 +94,7 @@ def ids(database: Database) -> Ids:  # noqa: F811
 
 
 def test_human_follow_ups_taught_pairs_and_upvoted_replies_only(
-    database: Database,  # noqa: F811
+    database: Database,
     ids: Ids,
 ) -> None:
     pairs = _pairs(database)
@@ -113,7 +112,7 @@ def test_human_follow_ups_taught_pairs_and_upvoted_replies_only(
 
 
 def test_bot_replies_are_excluded_unless_upvoted_without_a_downvote(
-    database: Database,  # noqa: F811
+    database: Database,
     ids: Ids,
 ) -> None:
     replies = {p.reply_text for p in _pairs(database).pairs}
@@ -123,7 +122,7 @@ def test_bot_replies_are_excluded_unless_upvoted_without_a_downvote(
 
 
 def test_opted_out_and_forgotten_users_are_excluded(
-    database: Database,  # noqa: F811
+    database: Database,
     ids: Ids,
 ) -> None:
     with database.begin() as s:
@@ -137,7 +136,7 @@ def test_opted_out_and_forgotten_users_are_excluded(
 
 
 def test_blocklisted_pairs_are_dropped_and_counted(
-    database: Database,  # noqa: F811
+    database: Database,
     ids: Ids,
 ) -> None:
     pairs = _pairs(database)
@@ -145,14 +144,14 @@ def test_blocklisted_pairs_are_dropped_and_counted(
     assert pairs.dropped["blocklisted"] == 1
 
 
-def test_emails_urls_and_numbers_are_masked(database: Database, ids: Ids) -> None:  # noqa: F811
+def test_emails_urls_and_numbers_are_masked(database: Database, ids: Ids) -> None:
     text = " ".join(f"{p.context_text} {p.reply_text}" for p in _pairs(database).pairs)
     for secret in ("ann@example.com", "example.org", "555", "0100", "10"):
         assert secret not in text
     assert "<email>" in text and "<url>" in text and "<num>" in text
 
 
-def test_exact_duplicates_after_masking_are_collapsed(database: Database) -> None:  # noqa: F811
+def test_exact_duplicates_after_masking_are_collapsed(database: Database) -> None:
     with database.begin() as s:
         for n, number in ((1, "555-0100"), (2, "555-0199"), (3, "555-0100")):
             _say(s, _group(n), ANN, f"call me at {number}")
@@ -163,7 +162,7 @@ def test_exact_duplicates_after_masking_are_collapsed(database: Database) -> Non
 
 
 def test_only_pairs_after_the_last_runs_watermarks_are_new(
-    database: Database,  # noqa: F811
+    database: Database,
     ids: Ids,
 ) -> None:
     first = _pairs(database)

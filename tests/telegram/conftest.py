@@ -20,7 +20,6 @@ from bot.telegram import build_application, running
 from bot.telegram.webhook import WebhookConfig
 from config import DialogueSettings, Settings, TelegramSettings
 from storage.database import Database
-from tests.storage.conftest import database, sqlite_template  # noqa: F401
 from tests.support.fake_telegram import FakeTelegram
 from tests.telegram.harness import ADMIN_ID, TEST_TELEGRAM, Harness
 
@@ -38,7 +37,7 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 
 @pytest.fixture
 def make_settings(
-    database: Database,  # noqa: F811
+    database: Database,
     tiny_model_dir: Path,
     tmp_path: Path,
     fake: FakeTelegram,

@@ -11,6 +11,7 @@ from storage import conversations, schema_revision
 from storage.conversations import ChatRef, UserRef
 from storage.database import Database
 from storage.tables import Message, utcnow
+from tests.support.waiting import wait_until_async
 
 
 def _seed(db: Database) -> None:
@@ -46,10 +47,7 @@ async def test_long_running_processes_prune_periodically(db: Database) -> None:
     _seed(db)
     task = asyncio.create_task(prune_periodically(db, 30, every_seconds=0.05))
     try:
-        for _ in range(100):
-            if len(_texts(db)) == 2:
-                break
-            await asyncio.sleep(0.02)
+        await wait_until_async(lambda: len(_texts(db)) == 2, what="the periodic prune")
     finally:
         task.cancel()
     assert _texts(db) == ["new", "new reply"]

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from storage import model_versions, training_runs
 from storage.database import Database
 from storage.tables import Message
 from tests.support.retraining import PATTERN, cli_env, seed_pattern, tree_digest
+from tests.support.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,15 +35,17 @@ def _endless(settings: Settings) -> Settings:
 
 def _wait_for_training(settings: Settings, db: Database, timeout: float = 60) -> dict[str, Any]:
     """The worker's heartbeat once it has finished an epoch (a checkpoint is half-way there)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def heartbeat() -> dict[str, Any] | None:
         run = db.read(training_runs.running_run)
-        if run is not None:
-            status = read_json(recovery.work_dir(settings, run.id) / STATUS)
-            if status and status["phase"] == "training" and status.get("epoch", 0) >= 1:
-                return {**status, "run": run}
-        time.sleep(0.05)
-    raise AssertionError("the worker never reported a finished epoch")
+        if run is None:
+            return None
+        status = read_json(recovery.work_dir(settings, run.id) / STATUS)
+        if status and status["phase"] == "training" and status.get("epoch", 0) >= 1:
+            return {**status, "run": run}
+        return None
+
+    return wait_until(heartbeat, timeout, what="the worker to report a finished epoch")
 
 
 def _alive(pid: int) -> bool:
@@ -140,10 +142,9 @@ def test_kill_9_of_the_job_process_is_failed_at_the_next_start_and_the_next_run_
         if cli.poll() is None:
             cli.kill()
     orphan = status["run"]
-    deadline = time.monotonic() + 10
-    while _alive(status["pid"]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(status["pid"]), "the training process outlived its parent"
+    wait_until(
+        lambda: not _alive(status["pid"]), 10, what="the training process to die with its parent"
+    )
     assert db.read(training_runs.get_run, orphan.id).status == "running"  # nobody told the db
     _assert_untouched(db, model_dir, tmp_path, history)
 

@@ -118,15 +118,15 @@ async def test_async_callers_run_in_a_worker_thread_and_the_loop_keeps_going(
     loop_thread = threading.get_ident()
     ticks = 0
 
-    async def ticker() -> None:
+    async def ticker() -> None:  # counts how often the loop gets to run while the query runs
         nonlocal ticks
         while True:
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # the behaviour under test: the loop keeps ticking
             ticks += 1
 
     def slow_write(session: Session) -> int:
         _add_chat(session, "async")
-        time.sleep(0.2)  # a slow query: must not stall the loop
+        time.sleep(0.2)  # stands in for a slow query (the behaviour under test): no stalled loop
         return threading.get_ident()
 
     task = asyncio.create_task(ticker())

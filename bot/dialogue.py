@@ -15,6 +15,7 @@ import weakref
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot import answers
@@ -24,6 +25,7 @@ from config import DialogueSettings
 from storage import conversations, privacy
 from storage.conversations import ChatRef, SavedExchange, Turn, UserRef
 from storage.database import Database
+from storage.errors import StorageError
 from storage.feedback import get_feedback, set_feedback
 from storage.privacy import ForgetResult
 from storage.stats import Counts, counts
@@ -201,6 +203,10 @@ class DialogueService:
         """Delete everything stored about a user; None when nothing was stored."""
         return await self.db.run(_forget, platform, user_id)
 
+    async def set_opted_out(self, user: UserRef, opted_out: bool) -> None:
+        """/optout (True) keeps a person's messages out of retraining; /optin undoes it."""
+        await self.db.run(_set_opted_out, user, opted_out)
+
     async def close(self) -> None:
         await self.batcher.close()
 
@@ -215,9 +221,15 @@ class DialogueService:
         async with self._lock_for(str(chat.platform), chat.external_id):
             return await self.db.run(_vote, chat, user, reply_id, value)
 
-    async def mark_sent(self, reply_id: int, external_id: str | int) -> None:
-        """Record the platform's id of a reply once it is sent, so a later "reply to" maps back."""
-        await self.db.run(conversations.set_external_id, reply_id, external_id)
+    async def mark_sent(self, reply_id: int, external_id: str | int) -> bool:
+        """Record the platform's id of a reply once it is sent, so a later "reply to" maps back.
+        Bookkeeping only (the reply went out): a failure is logged and reported as False."""
+        try:
+            await self.db.run(conversations.set_external_id, reply_id, external_id)
+        except (StorageError, SQLAlchemyError) as exc:
+            log.warning("could not record the platform id of reply %s: %s", reply_id, exc)
+            return False
+        return True
 
     async def stats(self, platform: str | None = None, since: datetime | None = None) -> Counts:
         """Users, chats, messages, ratings and mean latency (of `platform`, since `since`)."""
@@ -257,6 +269,10 @@ def _recent_turns(session: Session, platform: str, chat_id: str | int, limit: in
 def _forget(session: Session, platform: str, user_id: str | int) -> ForgetResult | None:
     found = conversations.find_user(session, platform, user_id)
     return None if found is None else privacy.forget_user(session, found)
+
+
+def _set_opted_out(session: Session, user: UserRef, opted_out: bool) -> None:
+    privacy.set_opted_out(session, conversations.get_or_create_user(session, user), opted_out)
 
 
 @dataclass(frozen=True)

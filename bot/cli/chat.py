@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_chat(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.admin_service import AdminService
     from bot.app import build_app
     from bot.console import ConsoleChat
 
@@ -39,7 +40,7 @@ def run_chat(args: argparse.Namespace, settings: Settings) -> int:
 
     async def chat() -> int:
         try:
-            return await ConsoleChat(app.service).run()
+            return await ConsoleChat(app.service, AdminService(app)).run()
         finally:
             await app.close()
 

@@ -1,12 +1,16 @@
-"""The Telegram front end: a python-telegram-bot v22 `Application` around the dialogue service.
+"""The Telegram front end: a python-telegram-bot v22 `Application` around the bot's services.
 
-One module per job: `application` (builds the Application and registers every handler),
-`handlers` (messages and the plain commands), `groups` (is a group message meant for the bot?),
-`feedback` (👍/👎 buttons), `forget` (/forget with confirmation), `admin` (/status, /stats),
+Front ends only parse and format: every use case is a method of the dialogue service
+(`bot.dialogue`) or the admin service (`bot.admin_service`); nothing here opens a storage
+transaction. One module per job: `application` (builds the Application and registers every
+handler), `handlers` (messages and the plain commands), `groups` (is a group message meant for
+the bot?), `feedback` (👍/👎 buttons), `forget` (/forget with confirmation), `admin` (/status,
+/stats), `retrain_commands` (/retrain, /teach, /schedule, /rollback, /optout, /optin),
 `rate_limit` (per-user sliding window), `sending` (typing indicator, splitting, retries),
-`errors` (the one error handler), `webhook` (the webhook server and its health endpoint),
+`error_handler` (the one error handler), `webhook` (the webhook server and its health endpoint),
 `runner` (start and stop in polling or webhook mode), `redaction` (no token in any log line),
-`state` (what the handlers share, kept in `application.bot_data`), `texts` (what the bot says).
+`state` (what the handlers share, kept in `application.bot_data`), `phrases` and
+`retrain_phrases` (what the bot says on Telegram only).
 """
 
 from bot.telegram.application import build_application

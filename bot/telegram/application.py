@@ -24,6 +24,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.admin_service import AdminService
 from bot.app import App
 from bot.telegram import admin, feedback, forget, handlers, retrain_commands
 from bot.telegram.error_handler import on_error
@@ -90,7 +91,7 @@ def build_application(app: App, *, polling: bool = True) -> Application:
         builder = builder.updater(None)
     application = builder.build()
     limiter = SlidingWindowLimiter(settings.rate_limit_messages, settings.rate_limit_seconds)
-    attach(application.bot_data, BotState(app=app, limiter=limiter))
+    attach(application.bot_data, BotState(app=app, limiter=limiter, admin=AdminService(app)))
     add_handlers(application)
     return application
 

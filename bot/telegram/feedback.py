@@ -15,10 +15,10 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
+from bot.dialogue import ChatRef, UserRef
 from bot.telegram import phrases
 from bot.telegram.groups import chat_kind, is_group
 from bot.telegram.state import PLATFORM, bot_state
-from storage.conversations import ChatRef, UserRef
 
 log = logging.getLogger(__name__)
 

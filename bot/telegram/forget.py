@@ -15,10 +15,10 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
+from bot.dialogue import ForgetResult
 from bot.telegram import phrases
 from bot.telegram.sending import send_text
 from bot.telegram.state import PLATFORM, bot_state
-from storage.privacy import ForgetResult
 
 log = logging.getLogger(__name__)
 

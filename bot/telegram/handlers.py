@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.exc import SQLAlchemyError
 from telegram import InlineKeyboardMarkup, Message, Update, User
 from telegram.ext import ContextTypes
 
@@ -22,7 +21,6 @@ from bot.telegram.groups import chat_kind, is_addressed, is_group, without_menti
 from bot.telegram.rate_limit import Decision
 from bot.telegram.sending import send_text, typing
 from bot.telegram.state import PLATFORM, BotState, bot_state
-from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +113,8 @@ async def deliver(
         reply_markup=None if answer.reply_id is None else feedback_keyboard(answer.reply_id),
         reply_to=_thread(message),
     )
-    if sent is None or answer.reply_id is None:
-        return
-    try:
+    if sent is not None and answer.reply_id is not None:
         await state.service.mark_sent(answer.reply_id, sent.message_id)
-    except (StorageError, SQLAlchemyError) as exc:  # bookkeeping only: the reply went out
-        log.warning("could not record the Telegram id of reply %s: %s", answer.reply_id, exc)
 
 
 async def _admitted(

@@ -2,10 +2,11 @@
 and /optin.
 
 Admin commands go through `admins_only`: anyone else gets the fixed "not allowed" answer and
-nothing happens. Nothing here blocks the event loop: database calls and the job run in worker
-threads, the training itself in its own process, so the bot keeps answering during a run. A
-/retrain answers at once (started, already running, too few pairs) and reports the result to
-every admin when the run ends.
+nothing happens. The use cases are the admin and dialogue services' (`bot.admin_service`,
+`bot.dialogue`); this module parses the command, calls them and formats the result. Nothing here
+blocks the event loop: the services work in worker threads, the training itself in its own
+process, so the bot keeps answering during a run. A /retrain answers at once (started, already
+running, too few pairs) and reports the result to every admin when the run ends.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import logging
 import re
 from typing import Any
 
-from sqlalchemy.orm import Session
 from telegram import Update
 from telegram.ext import Application, ContextTypes
 
+from bot import command_replies
+from bot.admin_service import AdminService, parse_teaching
+from bot.dialogue import ChatRef, UserRef
 from bot.retraining import report
-from bot.retraining.errors import InvalidScheduleError, NotEnoughPairsError, RetrainError
+from bot.retraining.errors import InvalidScheduleError
 from bot.retraining.job import PreparedRun
 from bot.retraining.scheduler import RetrainScheduler, Schedule
 from bot.retraining.service import RetrainService
@@ -28,16 +31,10 @@ from bot.telegram import retrain_phrases
 from bot.telegram.admin import admins_only, reply
 from bot.telegram.groups import chat_kind
 from bot.telegram.sending import send_text
-from bot.telegram.state import PLATFORM, BotState, bot_state
-from nlp.errors import NlpError
-from storage import conversations, model_versions, privacy, teaching
-from storage.conversations import ChatRef, UserRef
-from storage.errors import NoPreviousVersionError, StorageError, TrainingRunInProgressError
+from bot.telegram.state import PLATFORM, BotState, bot_state, bot_state_of
 
 log = logging.getLogger(__name__)
 
-SERVICE_KEY = "retrain_service"
-SCHEDULER_KEY = "retrain_scheduler"
 _COMMAND = re.compile(r"^/\w+(@\w+)?\s*")
 
 
@@ -47,26 +44,7 @@ def attach(
     scheduler: RetrainScheduler | None = None,
 ) -> None:
     """Share a process's retraining service (and running scheduler) with the handlers."""
-    application.bot_data[SERVICE_KEY] = service
-    if scheduler is not None:
-        application.bot_data[SCHEDULER_KEY] = scheduler
-
-
-def _service(context: ContextTypes.DEFAULT_TYPE) -> RetrainService:
-    service = context.bot_data.get(SERVICE_KEY)
-    if service is None:
-        app = bot_state(context).app
-        service = context.bot_data[SERVICE_KEY] = RetrainService(app.settings, app.db)
-    return service
-
-
-def _scheduler(context: ContextTypes.DEFAULT_TYPE) -> RetrainScheduler:
-    """The running scheduler of this process, or one that only edits the job store."""
-    scheduler = context.bot_data.get(SCHEDULER_KEY)
-    if scheduler is None:
-        app = bot_state(context).app
-        scheduler = RetrainScheduler(app.settings, app.db, _service(context))
-    return scheduler
+    bot_state_of(application).admin.use_retraining(service, scheduler)
 
 
 def _argument(update: Update) -> str:
@@ -82,37 +60,21 @@ def _argument(update: Update) -> str:
 @admins_only
 async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     force = _argument(update).lower() == "force"
-    service = _service(context)
-    try:
-        prepared = await asyncio.to_thread(service.start, "telegram", force)
-    except TrainingRunInProgressError as exc:
-        await reply(update, context, retrain_phrases.RETRAIN_BUSY.format(error=exc))
-        return
-    except NotEnoughPairsError as exc:
-        await reply(update, context, retrain_phrases.RETRAIN_TOO_FEW.format(error=exc))
-        return
-    except (RetrainError, NlpError, StorageError) as exc:
-        await reply(update, context, retrain_phrases.RETRAIN_CANNOT.format(error=exc))
-        return
-    await reply(
-        update,
-        context,
-        retrain_phrases.RETRAIN_STARTED.format(
-            run=prepared.run.id,
-            pairs=len(prepared.pairs),
-            heldout=len(prepared.heldout),
-            parent=prepared.parent.name,
-        ),
-    )
-    context.application.create_task(
-        _complete(context, service, prepared), update=update, name=f"retrain-{prepared.run.id}"
-    )
+    admin = bot_state(context).admin
+    start = await admin.start_retrain("telegram", force)
+    await reply(update, context, command_replies.retrain_start_text(start))
+    if start.prepared is not None:
+        context.application.create_task(
+            _complete(context, admin, start.prepared),
+            update=update,
+            name=f"retrain-{start.prepared.run.id}",
+        )
 
 
 async def _complete(
-    context: ContextTypes.DEFAULT_TYPE, service: RetrainService, prepared: PreparedRun
+    context: ContextTypes.DEFAULT_TYPE, admin: AdminService, prepared: PreparedRun
 ) -> None:
-    outcome = await asyncio.to_thread(service.complete, prepared)
+    outcome = await asyncio.to_thread(admin.complete_retrain, prepared)
     await tell_admins(bot_state(context), context, report.outcome_text(outcome))
 
 
@@ -132,31 +94,18 @@ async def tell_admins(state: BotState, context: ContextTypes.DEFAULT_TYPE, text:
 
 @admins_only
 async def teach(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    said, arrow, answer = _argument(update).partition("=>")
-    said, answer = " ".join(said.split()), " ".join(answer.split())
-    if not arrow or not said or not answer:
-        await reply(update, context, retrain_phrases.TEACH_USAGE)
+    taught = parse_teaching(_argument(update))
+    if taught is None:
+        await reply(update, context, command_replies.TEACH_USAGE)
         return
     message, user = update.effective_message, update.effective_user
     assert message is not None and user is not None
-    chat = ChatRef(PLATFORM, message.chat.id, chat_kind(message.chat), message.chat.title)
-    person = UserRef(PLATFORM, user.id, user.full_name)
-
-    def store(session: Session) -> int:
-        return teaching.add_taught_pair(
-            session,
-            said,
-            answer,
-            user_id=conversations.get_or_create_user(session, person),
-            chat_id=conversations.get_or_create_chat(session, chat),
-        )
-
-    try:
-        await bot_state(context).app.db.run(store)
-    except StorageError as exc:  # e.g. text the database cannot hold
-        await reply(update, context, f"{exc}")
-        return
-    await reply(update, context, retrain_phrases.TEACH_DONE.format(context=said, reply=answer))
+    result = await bot_state(context).admin.teach(
+        ChatRef(PLATFORM, message.chat.id, chat_kind(message.chat), message.chat.title),
+        UserRef(PLATFORM, user.id, user.full_name),
+        taught,
+    )
+    await reply(update, context, command_replies.teach_text(result))
 
 
 # ---- /schedule -----------------------------------------------------------------------------------
@@ -165,7 +114,7 @@ async def teach(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 @admins_only
 async def schedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     argument = _argument(update)
-    scheduler = _scheduler(context)
+    scheduler = bot_state(context).admin.scheduler
     timezone = bot_state(context).app.settings.retrain.timezone
     if not argument:
         found = await asyncio.to_thread(scheduler.list)
@@ -204,12 +153,8 @@ def _when(schedule: Schedule) -> str:
 
 @admins_only
 async def rollback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    try:
-        version = await bot_state(context).app.db.run(model_versions.rollback_version)
-    except NoPreviousVersionError as exc:
-        await reply(update, context, retrain_phrases.ROLLBACK_NONE.format(error=exc))
-        return
-    await reply(update, context, retrain_phrases.ROLLBACK_DONE.format(version=version.name))
+    result = await bot_state(context).admin.rollback()
+    await reply(update, context, command_replies.rollback_text(result))
 
 
 # ---- /optout, /optin (everyone) ------------------------------------------------------------------
@@ -230,11 +175,5 @@ async def _set_opted_out(
     if user is None or update.effective_message is None:
         return
     person = UserRef(PLATFORM, user.id, user.full_name)
-
-    def store(session: Session) -> None:
-        privacy.set_opted_out(session, conversations.get_or_create_user(session, person), opted_out)
-
-    await bot_state(context).app.db.run(store)
-    await reply(
-        update, context, retrain_phrases.OPTOUT_DONE if opted_out else retrain_phrases.OPTIN_DONE
-    )
+    await bot_state(context).service.set_opted_out(person, opted_out)
+    await reply(update, context, command_replies.opt_out_text(opted_out))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from telegram.ext import Application, CallbackContext
 
+from bot.admin_service import AdminService
 from bot.app import App
 from bot.dialogue import DialogueService
 from bot.telegram.rate_limit import SlidingWindowLimiter
@@ -21,7 +21,7 @@ _KEY = "chatbot"
 class BotState:
     app: App
     limiter: SlidingWindowLimiter
-    started_at: float = field(default_factory=time.monotonic)
+    admin: AdminService
 
     @property
     def service(self) -> DialogueService:
@@ -33,9 +33,6 @@ class BotState:
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self.settings.admin_ids
-
-    def uptime_seconds(self) -> float:
-        return time.monotonic() - self.started_at
 
 
 def attach(bot_data: dict[Any, Any], state: BotState) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import fcntl
+import getpass
+import json
 import os
 import pty
 import select
+import shutil
 import subprocess
 import sys
 import termios
@@ -13,6 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
+
+from bot import command_replies
+from bot.console import HELP
+from storage import privacy, teaching, training_runs
+from storage.conversations import find_user
+from storage.database import Database
+from tests.support.retraining import PATTERN, PATTERN_REPLY, fast_retrain
 
 CHATBOT = str(Path(sys.executable).parent / "chatbot")
 
@@ -25,6 +35,43 @@ def env(tmp_path: Path, tiny_model_dir: Path) -> dict[str, str]:
         "CHATBOT_MODEL_DIR": str(tiny_model_dir),
         "CHATBOT_DB_AUTO_UPGRADE": "1",
     }
+
+
+@pytest.fixture
+def retrain_env(
+    env: dict[str, str], tmp_path: Path, tiny_model_dir: Path, tiny_pairs_file: Path
+) -> dict[str, str]:
+    """Retraining in seconds, on the console's own copy of the model."""
+    shipped = shutil.copytree(tiny_model_dir, tmp_path / "shipped" / "tiny")
+    settings = fast_retrain(tiny_pairs_file).model_dump(mode="json", exclude_none=True)
+    return {
+        **env,
+        "CHATBOT_MODEL_DIR": str(shipped),
+        **{
+            f"CHATBOT_RETRAIN__{name.upper()}": json.dumps(value)
+            if isinstance(value, list)
+            else str(value)
+            for name, value in settings.items()
+        },
+    }
+
+
+def _chat(env: dict[str, str], lines: list[str]) -> list[str]:
+    """The output of `chatbot chat` with `lines` piped in."""
+    result = subprocess.run(
+        [CHATBOT, "chat"],
+        input="".join(f"{line}\n" for line in lines),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def _database(env: dict[str, str]) -> Database:
+    return Database(f"sqlite:///{Path(env['CHATBOT_DATA_DIR']) / 'chatbot.db'}")
 
 
 def test_piped_input_prints_one_reply_per_line(env: dict[str, str]) -> None:
@@ -140,3 +187,104 @@ def test_ctrl_d_and_ctrl_c_exit_cleanly(env: dict[str, str], key: str) -> None:
     term.type(key)
     term.expect("Bye!")
     assert term.exit_code() == 0
+
+
+def test_an_unknown_command_lists_the_commands(env: dict[str, str]) -> None:
+    assert _chat(env, ["/foo bar"]) == f"Unknown command /foo. {HELP}".splitlines()
+    assert all(f"  {name}" in HELP for name in ("/teach", "/retrain", "/status", "/stats"))
+
+
+def test_the_local_operator_has_the_admin_and_privacy_commands(env: dict[str, str]) -> None:
+    out = "\n".join(
+        _chat(
+            env,
+            [
+                "hello",
+                "/teach  what is your name?  =>  Tiny. ",
+                "/teach what is your name?",
+                "/optout",
+                "/rollback",
+                "/status",
+                "/stats",
+                "/retrain",
+            ],
+        )
+    )
+    expected = [
+        "Hi there!",
+        command_replies.TEACH_DONE.format(context="what is your name?", reply="Tiny."),
+        command_replies.TEACH_USAGE,
+        command_replies.OPTOUT_DONE,
+        command_replies.ROLLBACK_NONE.format(
+            error="no earlier model version was active: nothing to roll back to"
+        ),
+        "Model: tiny (checkpoint)\nMetrics: {",
+        "Messages: 2 (1 from people, 1 replies)\nUsers: 1\nLast training run: none",
+        "Console:\n  users 1, chats 1 (0 groups)\n  messages 1, replies 1,",
+        "Console, last 24 h:\n  users 1, chats 1 (0 groups)",
+        "Not retraining: only ",
+        "Send /retrain force to train on them anyway.",
+    ]
+    positions = [out.find(text) for text in expected]
+    assert -1 not in positions and positions == sorted(positions), out
+
+    db = _database(env)
+    try:
+        [taught] = db.read(teaching.list_taught_pairs)
+        assert (taught.context, taught.reply) == ("what is your name?", "Tiny.")
+        assert taught.user_id == db.read(find_user, "console", getpass.getuser())
+        assert taught.user_id is not None and db.read(privacy.is_opted_out, taught.user_id)
+        assert _chat(env, ["/optin"]) == command_replies.OPTIN_DONE.splitlines()
+        assert not db.read(privacy.is_opted_out, taught.user_id)
+    finally:
+        db.dispose()
+
+
+def _teach_the_pattern(term: Terminal) -> None:
+    for question in PATTERN:
+        term.type(f"/teach {question} => {PATTERN_REPLY}\n")
+        term.expect(command_replies.TEACH_DONE.format(context=question, reply=PATTERN_REPLY))
+
+
+def test_retraining_from_the_console_reports_its_result_at_the_prompt(
+    retrain_env: dict[str, str],
+) -> None:
+    term = Terminal(retrain_env)
+    term.expect("you> ")
+    _teach_the_pattern(term)
+    term.type("/retrain\n")
+    term.expect(f"Retraining run 1 started on {len(PATTERN)} new pairs")
+    # Nobody presses Enter: the report appears when the run ends, and a fresh prompt below it.
+    term.expect("Retraining run 1: ", timeout=120)
+    report = term.screen[term.screen.rindex("Retraining run 1: ") :]
+    assert report.startswith(("Retraining run 1: promoted", "Retraining run 1: candidate")), report
+    term.expect("\r\nyou> ")
+    term.type("/status\n")
+    term.expect("Last training run: run 1 ")
+    term.type("/quit\n")
+    term.expect("Bye!")
+    assert term.exit_code() == 0
+
+
+def test_leaving_waits_for_a_retraining_run_and_ctrl_c_cancels_it(
+    retrain_env: dict[str, str],
+) -> None:
+    term = Terminal(retrain_env)
+    term.expect("you> ")
+    _teach_the_pattern(term)
+    term.type("/retrain\n")
+    term.expect("Retraining run 1 started")
+    term.type("/quit\n")
+    term.expect("Waiting for retraining run 1 to end (Ctrl-C cancels it)")
+    os.write(term.master, b"\x03")  # the console waits in join(), not read(): no pause to wait for
+    term.expect("Cancelling retraining run 1")
+    term.expect("Retraining run 1 failed: cancelled")
+    term.expect("Bye!")
+    assert term.exit_code() == 0
+
+    db = _database(retrain_env)
+    try:
+        [run] = db.read(training_runs.list_runs)
+    finally:
+        db.dispose()
+    assert run.status == "failed" and run.error is not None and "cancelled" in run.error

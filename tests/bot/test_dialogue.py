@@ -4,10 +4,10 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import answers
-from bot.dialogue import DialogueService, Incoming
+from bot.dialogue import DialogueService, Incoming, UserRef
 from bot.model_slot import ModelSlot
 from config import DialogueSettings
-from storage import conversations
+from storage import conversations, privacy
 from storage.database import Database
 from storage.tables import Message
 
@@ -162,3 +162,25 @@ async def test_a_message_delivered_twice_is_stored_and_answered_once(
     assert not fixed_again.duplicate
     assert (await service.respond(_msg("!!!", message_id=8))).duplicate
     assert [t for t, _, _ in _messages(db)] == ["hello", "Hi there!", "!!!", answers.NO_WORDS]
+
+
+async def test_opting_out_and_back_in_is_stored_for_the_person(
+    service: DialogueService, db: Database
+) -> None:
+    person = UserRef("console", "u1", "Ann")
+    await service.set_opted_out(person, True)
+    user_id = db.read(conversations.find_user, "console", "u1")
+    assert user_id is not None and db.read(privacy.is_opted_out, user_id)
+    await service.set_opted_out(person, False)
+    assert not db.read(privacy.is_opted_out, user_id)
+
+
+async def test_a_sent_reply_id_that_cannot_be_recorded_is_reported_not_raised(
+    service: DialogueService, db: Database
+) -> None:
+    answer = await service.respond(_msg("hello"))
+    assert answer.reply_id is not None
+    assert await service.mark_sent(answer.reply_id, 555)
+    with db.session() as s:
+        assert conversations.get_turn(s, answer.reply_id).external_id == "555"  # type: ignore[union-attr]
+    assert not await service.mark_sent(10_000, 556)  # no such reply (e.g. forgotten meanwhile)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot import answers
+from bot import answers, command_replies
 from bot.app import build_app
 from bot.retraining.scheduler import RetrainScheduler
 from bot.retraining.service import RetrainService
@@ -85,14 +85,14 @@ async def test_admin_commands_are_not_allowed_for_anyone_else_and_do_nothing(
 
 async def test_teach_stores_a_pair_for_the_next_retraining(rbot: Harness) -> None:
     reply = await _answer(rbot, ADMIN, "/teach  What is your favourite colour?  =>  Blue! ")
-    assert reply == retrain_phrases.TEACH_DONE.format(
+    assert reply == command_replies.TEACH_DONE.format(
         context="What is your favourite colour?", reply="Blue!"
     )
     [taught] = rbot.app.db.read(teaching.list_taught_pairs)
     assert (taught.context, taught.reply) == ("What is your favourite colour?", "Blue!")
     assert taught.user_id == rbot.user_id(ADMIN_ID)
     for malformed in ("/teach", "/teach hello", "/teach => hi", "/teach hello =>"):
-        assert await _answer(rbot, ADMIN, malformed) == retrain_phrases.TEACH_USAGE
+        assert await _answer(rbot, ADMIN, malformed) == command_replies.TEACH_USAGE
     assert len(rbot.app.db.read(teaching.list_taught_pairs)) == 1
 
 
@@ -132,7 +132,7 @@ async def test_rollback_goes_back_one_version(rbot: Harness, tmp_path: Path) -> 
         model_versions.activate_version(session, "v2")
 
     rbot.app.db.transact(register)
-    assert await _answer(rbot, ADMIN, "/rollback") == retrain_phrases.ROLLBACK_DONE.format(
+    assert await _answer(rbot, ADMIN, "/rollback") == command_replies.ROLLBACK_DONE.format(
         version="default"
     )
     assert rbot.app.db.read(model_versions.get_active_version).name == "default"  # type: ignore[union-attr]
@@ -141,10 +141,10 @@ async def test_rollback_goes_back_one_version(rbot: Harness, tmp_path: Path) -> 
 
 
 async def test_anyone_can_opt_out_of_training_and_back_in(rbot: Harness) -> None:
-    assert await _answer(rbot, ANN, "/optout") == retrain_phrases.OPTOUT_DONE
+    assert await _answer(rbot, ANN, "/optout") == command_replies.OPTOUT_DONE
     ann = rbot.user_id(ANN["id"])
     assert ann is not None and rbot.app.db.read(privacy.is_opted_out, ann)
-    assert await _answer(rbot, ANN, "/optin") == retrain_phrases.OPTIN_DONE
+    assert await _answer(rbot, ANN, "/optin") == command_replies.OPTIN_DONE
     assert not rbot.app.db.read(privacy.is_opted_out, ann)
 
 

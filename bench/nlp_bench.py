@@ -36,8 +36,11 @@ from nlp.vocabulary import Vocabulary
 HIDDEN, LAYERS, BATCH, MAX_LEN = 500, 2, 64, 10
 
 
+RECIPE = DataRecipe(sources=("chitchat",), max_length=MAX_LEN)
+
+
 def _corpus() -> Corpus:
-    return prepare_corpus(DataRecipe(sources=("chitchat",), max_length=MAX_LEN), TextProcessor())
+    return prepare_corpus(RECIPE, TextProcessor())
 
 
 def _our_trainer(vocab: Vocabulary, bf16: bool) -> Trainer:
@@ -57,6 +60,7 @@ def _our_trainer(vocab: Vocabulary, bf16: bool) -> Trainer:
         TrainingSettings(learning_rate=1e-3, bf16=bf16),
         model_settings,
         TextSettings(),
+        RECIPE,
         Path(tempfile.gettempdir()) / "bench-unused",
         torch.device("cpu"),
         show_progress=False,
@@ -102,8 +106,8 @@ def time_to_quality(corpus: Corpus, reference_steps: int, bf16: bool) -> dict[st
     reference = TutorialModel(len(corpus.vocab))
     ref_batches = random_batches(train, BATCH, reference_steps, 1)
     start = time.perf_counter()
-    for batch in ref_batches:
-        reference.train_step(batch)
+    for ref_batch in ref_batches:
+        reference.train_step(ref_batch)
     reference_seconds = time.perf_counter() - start
     valid_batches = [TutorialBatch(valid[i : i + 128]) for i in range(0, len(valid), 128)]
     target = reference.mean_loss(valid_batches)

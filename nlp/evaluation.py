@@ -31,7 +31,8 @@ def evaluate_pairs(
     batch_size: int = 64,
 ) -> dict[str, Any]:
     loss = mean_loss(model, pairs, device)
-    hypotheses, references = [], []
+    hypotheses: list[list[str]] = []
+    references: list[list[str]] = []
     for batch in bucketed_batches(pairs, batch_size, shuffle=False):
         batch = batch.to(device)
         for hyp in decode(model, batch.src, batch.src_lengths, decoding):

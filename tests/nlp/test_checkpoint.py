@@ -26,7 +26,7 @@ def test_fp16_storage_loads_and_replies_alike(tiny_model_dir: Path, tmp_path: Pa
 
 
 def test_loading_runs_no_pickle(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def refuse(*args, **kwargs):
         raise AssertionError("pickle used while loading a checkpoint")
 
     monkeypatch.setattr(torch, "load", refuse)

@@ -100,7 +100,7 @@ def test_bucketing_wastes_less_on_padding_than_random_batches() -> None:
     pairs = [EncodedPair([5] * rng.randint(1, 20), [6] * rng.randint(1, 20)) for _ in range(2000)]
 
     # Target padding is what costs: the encoder packs its sequences and skips source padding.
-    def padding(batches) -> float:  # type: ignore[no-untyped-def]
+    def padding(batches) -> float:
         total = pad = 0
         for b in batches:
             total += b.trg_out.numel()

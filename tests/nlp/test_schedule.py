@@ -41,7 +41,7 @@ def test_the_budget_that_ends_first_sets_the_progress() -> None:
 
 def test_constant_and_plateau_only_warm_up() -> None:
     for kind in ("constant", "plateau"):
-        schedule = LearningRateSchedule(kind, warmup_steps=4, total_steps=10)  # type: ignore[arg-type]
+        schedule = LearningRateSchedule(kind, warmup_steps=4, total_steps=10)
         assert [schedule.factor(s, 0.0) for s in range(6)] == [0.25, 0.5, 0.75, 1, 1, 1]
 
 
@@ -77,7 +77,7 @@ def _record_rates(trainer: Trainer) -> list[float]:
     rates: list[float] = []
     step = trainer.train_step
 
-    def recording(batch):  # type: ignore[no-untyped-def]
+    def recording(batch):
         rates.append(trainer.optimizer.param_groups[0]["lr"])
         return step(batch)
 

@@ -83,6 +83,9 @@ def test_vocabulary_extension_keeps_every_old_row() -> None:
     assert torch.equal(grown.embedding.weight[:VOCAB], model.embedding.weight)
     assert torch.equal(grown.decoder.output.weight[:VOCAB], model.decoder.output.weight)
     assert torch.equal(grown.decoder.output.bias[:VOCAB], model.decoder.output.bias)
-    assert torch.equal(grown.encoder.rnn.weight_hh_l0, model.encoder.rnn.weight_hh_l0)
+    weights = "weight_hh_l0"
+    assert torch.equal(
+        grown.encoder.rnn.get_parameter(weights), model.encoder.rnn.get_parameter(weights)
+    )
     with pytest.raises(ValueError):
         extend_vocabulary(model, VOCAB - 1)

@@ -18,7 +18,7 @@ POLL_S = 0.02
 
 
 def wait_until(
-    condition: Callable[[], T], timeout: float = 10.0, *, what: str = "the condition"
+    condition: Callable[[], T | None], timeout: float = 10.0, *, what: str = "the condition"
 ) -> T:
     """Call `condition` until it returns something truthy, and return that.
 
@@ -35,7 +35,7 @@ def wait_until(
 
 
 async def wait_until_async(
-    condition: Callable[[], T], timeout: float = 10.0, *, what: str = "the condition"
+    condition: Callable[[], T | None], timeout: float = 10.0, *, what: str = "the condition"
 ) -> T:
     """`wait_until` for async tests: the event loop keeps running between the checks."""
     deadline = time.monotonic() + timeout

@@ -46,7 +46,7 @@ def make_settings(
 
     def make(dialogue: DialogueSettings | None = None, **telegram: Any) -> Settings:
         return Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             data_dir=tmp_path,
             database_url=database.url.render_as_string(hide_password=False),
             model_dir=tiny_model_dir,

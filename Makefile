@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format chat telegram db-upgrade train-default bench clean
+.PHONY: help install test test-fast lint format chat telegram db-upgrade train-default bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,12 +27,16 @@ telegram: install db-upgrade ## run the Telegram bot (needs CHATBOT_TELEGRAM_TOK
 db-upgrade: install ## create or migrate the local database (SQLite in data/ by default)
 	$(BIN)/chatbot db upgrade >/dev/null
 
-test: install ## run the test suite (SQLite + PostgreSQL, fake Telegram API, tiny models)
+test: install ## run the whole test suite (SQLite + PostgreSQL, fake Telegram API, tiny models)
 	$(BIN)/pytest -q
 
-lint: install ## ruff lint + format check
+test-fast: install ## the tests not marked slow: under a minute, for every change
+	$(BIN)/pytest -q -m "not slow"
+
+lint: install ## ruff lint + format check + mypy type check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -47,4 +51,4 @@ bench: install ## measure speed targets; prints ratios, writes bench/results/*.j
 	$(BIN)/python -m bench
 
 clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -198,3 +198,22 @@ def tiny_pairs() -> list[tuple[str, str]]:
     from tests.support.tiny_model import TINY_PAIRS
 
     return TINY_PAIRS
+
+
+# ---- the fast tier (`make test-fast` = `pytest -m "not slow"`) -------------------------------
+
+# TEMPORARY: being edited in parallel; remove when fixed. These slow tests belong to modules
+# whose owners are changing them: each moves into its module as `@pytest.mark.slow` (a whole
+# module: `pytestmark = pytest.mark.slow`), and then leaves this list.
+_SLOW_ELSEWHERE = (
+    "tests/bot/test_console.py",  # a real console process per test
+    "tests/telegram/test_cli.py",  # the real `chatbot telegram` process
+    "tests/telegram/test_retrain_process.py",  # real processes and a fine-tune
+    "tests/telegram/test_retrain_commands.py::test_retrain_teaches_the_running_bot_a_new_pattern",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(_SLOW_ELSEWHERE):
+            item.add_marker(pytest.mark.slow)

@@ -131,6 +131,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 2
 
 
+@pytest.mark.slow  # starts the installed command
 def test_installed_command_reports_errors_without_traceback(tmp_path: Path) -> None:
     chatbot = Path(sys.executable).parent / "chatbot"
     result = subprocess.run(

@@ -21,6 +21,7 @@ def test_shipped_model_is_at_most_30_mb() -> None:
     assert sum(f.stat().st_size for f in DEFAULT.iterdir() if f.is_file()) <= 30 * 2**20
 
 
+@pytest.mark.slow  # evaluates the whole test split
 def test_shipped_model_reproduces_its_recorded_test_metrics() -> None:
     recorded = json.loads((DEFAULT / "metrics.json").read_text())["test@500"]
     measured = evaluate_checkpoint(Path(DEFAULT), "test", limit=500)

@@ -24,6 +24,8 @@ from storage.tables import Message
 from tests.support.retraining import PATTERN, cli_env, seed_pattern, tree_digest
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # real processes trained, then killed
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

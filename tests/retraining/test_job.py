@@ -24,6 +24,7 @@ def _ask(text: str) -> Incoming:
     return Incoming("console", "tester", "tester", text)
 
 
+@pytest.mark.slow  # a real fine-tune
 async def test_a_candidate_that_learnt_a_new_pattern_is_promoted_and_answers_it(
     settings: Settings, db: Database, model_dir: Path
 ) -> None:
@@ -76,6 +77,7 @@ async def test_a_candidate_that_learnt_a_new_pattern_is_promoted_and_answers_it(
     assert recorded["words_added"] >= 2 and recorded["seconds"] > 0
 
 
+@pytest.mark.slow  # a real fine-tune
 def test_a_candidate_made_worse_on_purpose_is_rejected_and_the_active_model_stays(
     settings: Settings, db: Database, model_dir: Path
 ) -> None:
@@ -157,6 +159,7 @@ def test_a_worker_past_its_time_limit_is_stopped_and_the_run_fails(
     assert not any(settings.versions_dir.iterdir())  # the work directory is gone
 
 
+@pytest.mark.slow  # starts a worker process
 def test_a_crashing_worker_fails_the_run_with_the_reason(
     settings: Settings, db: Database, model_dir: Path, tmp_path: Path
 ) -> None:

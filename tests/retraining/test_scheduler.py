@@ -87,6 +87,7 @@ async def fake() -> AsyncIterator[FakeTelegram]:
         yield server
 
 
+@pytest.mark.slow  # a real fine-tune
 async def test_a_schedule_survives_a_restart_fires_trains_and_tells_the_admins(
     settings: Settings, db: Database, fake: FakeTelegram
 ) -> None:

@@ -159,6 +159,7 @@ WRITERS = 20
 TURNS = 100
 
 
+@pytest.mark.slow  # 20 threads writing
 def test_twenty_concurrent_writers_lose_nothing_and_keep_order(database: Database) -> None:
     """Writers 0-9 each have a private chat; writers 10-19 share one new group chat, so they
     also race to create it."""

@@ -117,6 +117,7 @@ def test_nothing_to_roll_back_to_without_history(database: Database) -> None:
     assert _active_count(database) == 1
 
 
+@pytest.mark.slow  # threads racing
 def test_concurrent_activations_never_leave_zero_or_two_active(database: Database) -> None:
     names = [f"v{i}" for i in range(4)]
     _register(database, *names)

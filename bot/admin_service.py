@@ -20,6 +20,7 @@ from typing import Any, Literal
 from sqlalchemy.orm import Session
 
 from bot.app import App
+from bot.dialogue import storable_chat, storable_user
 from bot.retraining.errors import NotEnoughPairsError, RetrainError
 from bot.retraining.job import PreparedRun, RetrainOutcome
 from bot.retraining.scheduler import RetrainScheduler
@@ -168,7 +169,9 @@ class AdminService:
     async def teach(self, chat: ChatRef, user: UserRef, taught: Teaching) -> TeachResult:
         """Store a pair for the next retraining, taught by `user` in `chat`."""
         try:
-            pair_id = await self.app.db.run(_store_teaching, chat, user, taught)
+            pair_id = await self.app.db.run(
+                _store_teaching, storable_chat(chat), storable_user(user), taught
+            )
         except StorageError as exc:  # e.g. text the database cannot hold
             return TeachResult(taught, None, str(exc))
         return TeachResult(taught, pair_id)

@@ -12,7 +12,7 @@ import logging
 import re
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,6 +36,24 @@ log = logging.getLogger(__name__)
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+def storable(text: str) -> str:
+    """`text` without what no database can hold and no UTF-8 can encode (NUL, lone surrogates).
+
+    Messages, names and chat titles come from strangers: one such character in a display name
+    must not lock a person out of the bot (nothing stored, no reply), and a greeting that quotes
+    the name must still be sendable. Every other character is kept."""
+    return _UNSTORABLE.sub("", text)
+
+
+def storable_user(user: UserRef) -> UserRef:
+    name = user.display_name
+    return user if name is None else replace(user, display_name=storable(name))
+
+
+def storable_chat(chat: ChatRef) -> ChatRef:
+    return chat if chat.title is None else replace(chat, title=storable(chat.title))
+
+
 @dataclass(frozen=True)
 class Incoming:
     """A message as a front end received it."""
@@ -51,11 +69,11 @@ class Incoming:
 
     @property
     def chat(self) -> ChatRef:
-        return ChatRef(self.platform, self.chat_id, self.chat_kind, self.chat_title)
+        return storable_chat(ChatRef(self.platform, self.chat_id, self.chat_kind, self.chat_title))
 
     @property
     def user(self) -> UserRef:
-        return UserRef(self.platform, self.user_id, self.user_name)
+        return storable_user(UserRef(self.platform, self.user_id, self.user_name))
 
 
 @dataclass(frozen=True)
@@ -95,7 +113,7 @@ class DialogueService:
     # ---- the main path ---------------------------------------------------------------------------
 
     async def respond(self, msg: Incoming) -> Answer:
-        text = _UNSTORABLE.sub("", msg.text)
+        text = storable(msg.text)
         fixed = self._fixed_answer(text)
         if fixed is not None:
             return await self._answer_fixed(msg, text, fixed)
@@ -126,7 +144,7 @@ class DialogueService:
 
     async def record(self, msg: Incoming) -> int | None:
         """Store a message that gets no answer (group chatter between people); its id."""
-        text = _UNSTORABLE.sub("", msg.text)
+        text = storable(msg.text)
         if not text.strip():
             return None
         async with self._lock_for(msg.platform, msg.chat_id):
@@ -205,7 +223,7 @@ class DialogueService:
 
     async def set_opted_out(self, user: UserRef, opted_out: bool) -> None:
         """/optout (True) keeps a person's messages out of retraining; /optin undoes it."""
-        await self.db.run(_set_opted_out, user, opted_out)
+        await self.db.run(_set_opted_out, storable_user(user), opted_out)
 
     async def close(self) -> None:
         await self.batcher.close()
@@ -219,7 +237,9 @@ class DialogueService:
         None when `reply_id` is not (or no longer: /forget) a bot message of `chat`. Votes of one
         chat are stored in the order they came (the chat's lock), so the last press wins."""
         async with self._lock_for(str(chat.platform), chat.external_id):
-            return await self.db.run(_vote, chat, user, reply_id, value)
+            return await self.db.run(
+                _vote, storable_chat(chat), storable_user(user), reply_id, value
+            )
 
     async def mark_sent(self, reply_id: int, external_id: str | int) -> bool:
         """Record the platform's id of a reply once it is sent, so a later "reply to" maps back.

@@ -14,7 +14,7 @@ from telegram import InlineKeyboardMarkup, Message, Update, User
 from telegram.ext import ContextTypes
 
 from bot import answers
-from bot.dialogue import Answer, Incoming
+from bot.dialogue import Answer, Incoming, storable
 from bot.telegram import phrases
 from bot.telegram.feedback import feedback_keyboard
 from bot.telegram.groups import chat_kind, is_addressed, is_group, without_mention
@@ -29,8 +29,8 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message, user = update.effective_message, update.effective_user
     if message is None:
         return
-    name = user.first_name if user is not None else "there"
-    await message.reply_text(phrases.START.format(name=name, bot=context.bot.username))
+    name = storable(user.first_name).strip() if user is not None else ""
+    await message.reply_text(phrases.START.format(name=name or "there", bot=context.bot.username))
 
 
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -7,9 +7,14 @@ import asyncio
 import json
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from bot import answers, command_replies
 from bot.telegram import phrases
 from bot.telegram.application import PUBLIC_COMMANDS
+from storage.tables import Chat, User
+from tests.support.fake_telegram import updates as tg
 from tests.telegram.harness import ANN, Harness, buttons
 
 GREETING_REPLY = "Hi there!"
@@ -138,3 +143,38 @@ async def test_a_message_delivered_twice_is_answered_once(bot: Harness) -> None:
         "how are you?",
         "I am fine, thanks.",
     ]
+
+
+async def test_a_name_or_title_no_database_can_hold_locks_nobody_out(bot: Harness) -> None:
+    # A NUL and a lone surrogate (valid JSON escapes, no UTF-8 form) in a name and a title.
+    eve = tg.user(103, "Eve\x00\ud83d")
+    group = tg.group_chat(-1002, "Fr\x00iends\udc00")
+    bot.fake.say(eve, "/start")
+    [greeting] = await bot.fake.wait_for_message(eve["id"])
+    assert greeting["text"].startswith("Hi Eve! ")
+
+    bot.fake.say(eve, "hello")
+    bot.fake.say(eve, "@tiny_test_bot hello", chat=group)
+    [_, reply] = await bot.fake.wait_for_message(eve["id"], 2)
+    [group_reply] = await bot.fake.wait_for_message(group["id"])
+    assert reply["text"] == group_reply["text"] == GREETING_REPLY
+
+    bot.fake.press(eve, reply, buttons(reply)[0]["callback_data"])
+    [vote] = await bot.fake.wait_for("answerCallbackQuery")
+    assert vote.params["text"] == phrases.FEEDBACK_THANKS[1]
+    bot.fake.say(eve, "/optout")
+    [*_, opted_out] = await bot.fake.wait_for_message(eve["id"], 3)
+    assert opted_out["text"] == command_replies.OPTOUT_DONE
+    await bot.settle()
+
+    assert [t.text for t in bot.turns(eve["id"])] == ["hello", GREETING_REPLY]
+    assert [t.text for t in bot.turns(group["id"])] == ["hello", GREETING_REPLY]
+
+    def names(session: Session) -> tuple[list[str | None], list[str | None]]:
+        return (
+            list(session.scalars(select(User.display_name))),
+            list(session.scalars(select(Chat.title).where(Chat.kind == "group"))),
+        )
+
+    assert bot.app.db.read(names) == (["Eve"], ["Friends"])
+    assert not any(m["text"] == answers.APOLOGY for m in bot.fake.sent())

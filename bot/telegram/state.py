@@ -31,8 +31,10 @@ class BotState:
     def settings(self) -> TelegramSettings:
         return self.app.settings.telegram
 
-    def is_admin(self, user_id: int) -> bool:
-        return user_id in self.settings.admin_ids
+    def is_admin(self, user_id: object) -> bool:
+        """Only an int can be an admin: a forged update's `1001.0` (or `True` for 1) equals an
+        admin's id in Python and must not pass for it."""
+        return type(user_id) is int and user_id in self.settings.admin_ids
 
 
 def attach(bot_data: dict[Any, Any], state: BotState) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from bot import answers
 from storage import model_versions
+from tests.support.fake_telegram import updates as tg
 from tests.telegram.harness import ADMIN, ADMIN_ID, ANN, GROUP, Harness, buttons
 
 
@@ -94,3 +95,14 @@ async def test_counts_filter_by_platform_and_time(bot: Harness) -> None:
     assert (everything.feedback_up, everything.feedback_down) == (1, 0)
     assert everything.mean_latency_ms is not None and everything.mean_latency_ms > 0
     assert console.messages == future.messages == future.feedback_up == 0
+
+
+@pytest.mark.parametrize("forged_id", [float(ADMIN_ID), str(ADMIN_ID)], ids=["float", "string"])
+async def test_an_admin_id_that_is_not_an_integer_is_not_an_admin(
+    bot: Harness, forged_id: object
+) -> None:
+    forger = {**ADMIN, "id": forged_id}  # in the admin's own chat, to make it look right
+    bot.fake.say(forger, "/status", chat=tg.private_chat(ADMIN))
+    [reply] = await bot.fake.wait_for_message(ADMIN_ID)
+
+    assert reply["text"] == answers.NOT_ALLOWED

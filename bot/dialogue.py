@@ -32,6 +32,9 @@ from storage.stats import Counts, counts
 
 log = logging.getLogger(__name__)
 
+# Our row ids are signed 64-bit integers (BIGINT; SQLite's INTEGER): nothing larger names a row.
+MAX_ROW_ID = 2**63 - 1
+
 # What storage cannot hold (NUL, lone surrogates) is dropped before anything is saved.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -234,8 +237,11 @@ class DialogueService:
         self, chat: ChatRef, user: UserRef, reply_id: int, value: int
     ) -> Vote | None:
         """Store `user`'s 👍 (+1) or 👎 (-1) on our reply `reply_id`; pressing again changes it.
-        None when `reply_id` is not (or no longer: /forget) a bot message of `chat`. Votes of one
-        chat are stored in the order they came (the chat's lock), so the last press wins."""
+        None when `reply_id` is not (or no longer: /forget) a bot message of `chat`, or could
+        not be one (a forged callback's id beyond the database's 64-bit ids). Votes of one chat
+        are stored in the order they came (the chat's lock), so the last press wins."""
+        if not 0 < reply_id <= MAX_ROW_ID:
+            return None
         async with self._lock_for(str(chat.platform), chat.external_id):
             return await self.db.run(
                 _vote, storable_chat(chat), storable_user(user), reply_id, value

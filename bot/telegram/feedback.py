@@ -23,7 +23,8 @@ from bot.telegram.state import PLATFORM, bot_state
 log = logging.getLogger(__name__)
 
 UP, DOWN = 1, -1
-PATTERN = re.compile(r"^fb:([+-]1):(\d+)$")
+# At most 64 digits: Telegram's own limit on callback data, so nothing longer came from our buttons.
+PATTERN = re.compile(r"^fb:([+-]1):(\d{1,64})$")
 _LABELS = {UP: "👍", DOWN: "👎"}
 
 

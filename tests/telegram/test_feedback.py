@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from bot.telegram import phrases
 from tests.telegram.harness import ANN, BOB, GROUP, Harness, buttons
 
@@ -108,3 +110,25 @@ async def test_an_unknown_button_is_only_acknowledged(bot: Harness) -> None:
 
     assert "text" not in answer.params
     assert bot.votes() == []
+
+
+@pytest.mark.parametrize(
+    ("data", "answer_text"),
+    [
+        (f"fb:+1:{2**63}", phrases.FEEDBACK_GONE),  # one past the largest 64-bit row id
+        ("fb:-1:" + "9" * 64, phrases.FEEDBACK_GONE),  # as long as Telegram's callback data goes
+        ("fb:+1:" + "9" * 65, None),  # longer than any button of ours: a stale button, no text
+    ],
+    ids=["2**63", "64-digits", "65-digits"],
+)
+async def test_a_vote_for_an_id_no_row_can_have_is_refused_politely(
+    bot: Harness, data: str, answer_text: str | None
+) -> None:
+    reply = await _reply_to_hello(bot, ANN)
+    bot.fake.press(ANN, reply, data)
+    [answer] = await bot.fake.wait_for("answerCallbackQuery")
+    await bot.settle()
+
+    assert answer.params.get("text") == answer_text
+    assert bot.votes() == []
+    assert bot.fake.sent(ANN["id"]) == [reply]  # no apology: nothing went wrong

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
+from bot import answers
 from bot.app import App
 from bot.dialogue import storable_chat, storable_user
 from bot.retraining.errors import NotEnoughPairsError, RetrainError
@@ -167,7 +168,12 @@ class AdminService:
     # ---- teaching and the model registry --------------------------------------------------------
 
     async def teach(self, chat: ChatRef, user: UserRef, taught: Teaching) -> TeachResult:
-        """Store a pair for the next retraining, taught by `user` in `chat`."""
+        """Store a pair for the next retraining, taught by `user` in `chat`. Either side longer
+        than the dialogue's input limit is refused: the model would never be given such a
+        context, and a reply that long would be cut off in training."""
+        limit = self.app.settings.dialogue.max_input_chars
+        if max(len(taught.context), len(taught.reply)) > limit:
+            return TeachResult(taught, None, answers.TEACH_TOO_LONG.format(limit=limit))
         try:
             pair_id = await self.app.db.run(
                 _store_teaching, storable_chat(chat), storable_user(user), taught

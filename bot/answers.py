@@ -2,6 +2,10 @@
 
 EMPTY = "I didn't catch that. Send me a few words and I'll answer."
 TOO_LONG = "That's more than I can read at once: please keep it under {limit:,} characters."
+TEACH_TOO_LONG = (
+    "That's more than I can learn at once: please keep what someone says and what I should "
+    "answer under {limit:,} characters each."
+)
 NO_WORDS = "I can only read words for now. Tell me something in English?"
 UNKNOWN_WORDS = "I don't know any of those words yet. Could you say it another way?"
 APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
+from bot import answers
 from bot.admin_service import (
     AdminService,
     RetrainRefusal,
@@ -166,3 +167,15 @@ async def test_retrain_is_refused_with_too_few_pairs_or_while_a_run_is_running(
     busy = await admin.start_retrain("console", force=True)
     assert (busy.prepared, busy.refusal) == (None, RetrainRefusal.BUSY)
     assert busy.reason.startswith("a retraining is already running (run 1")
+
+
+async def test_teach_refuses_a_side_longer_than_the_dialogues_input_limit(
+    admin: AdminService, db: Database
+) -> None:
+    limit = admin.app.settings.dialogue.max_input_chars
+    for taught in (Teaching("x" * (limit + 1), "hi"), Teaching("hi", "y" * (limit + 1))):
+        result = await admin.teach(ADA_CHAT, ADA, taught)
+        assert result.pair_id is None
+        assert result.refusal == answers.TEACH_TOO_LONG.format(limit=limit)
+    assert db.read(teaching.list_taught_pairs) == []
+    assert (await admin.teach(ADA_CHAT, ADA, Teaching("x" * limit, "hi"))).pair_id is not None

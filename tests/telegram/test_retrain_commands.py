@@ -16,7 +16,7 @@ from bot.app import build_app
 from bot.retraining.scheduler import RetrainScheduler
 from bot.retraining.service import RetrainService
 from bot.telegram import build_application, retrain_phrases, running
-from config import Settings
+from config import DialogueSettings, Settings
 from storage import model_versions, privacy, teaching, training_runs
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.fake_telegram import updates as tg
@@ -183,3 +183,15 @@ async def test_retrain_teaches_the_running_bot_a_new_pattern(rbot: Harness) -> N
     status = await _answer(rbot, ADMIN, "/status")
     assert f"Model: {version} (registry)" in status
     assert "Last training run: run 1 promoted" in status
+
+
+async def test_teach_refuses_a_side_longer_than_the_input_limit(start_bot: Any) -> None:
+    async with start_bot(dialogue=DialogueSettings(max_input_chars=40)) as bot:
+        refused = answers.TEACH_TOO_LONG.format(limit=40)
+        assert await _answer(bot, ADMIN, f"/teach {'x' * 41} => hi") == refused
+        assert await _answer(bot, ADMIN, f"/teach hi => {'y' * 41}") == refused
+        assert bot.app.db.read(teaching.list_taught_pairs) == []
+
+        done = await _answer(bot, ADMIN, f"/teach {'x' * 40} => hi")
+        assert done == command_replies.TEACH_DONE.format(context="x" * 40, reply="hi")
+        assert len(bot.app.db.read(teaching.list_taught_pairs)) == 1

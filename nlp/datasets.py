@@ -171,17 +171,24 @@ class TokenizedPair:
 
 
 def tokenize_pairs(
-    pairs: Sequence[Pair], processor: TextProcessor, recipe: DataRecipe
+    pairs: Sequence[Pair],
+    processor: TextProcessor,
+    recipe: DataRecipe,
+    selection: DataRecipe | None = None,
 ) -> list[TokenizedPair]:
     """Tokenise each distinct turn once; build each context with the recipe's context rule and
-    drop pairs whose reply is longer than the recipe's `max_length`."""
+    drop pairs whose reply is longer than the recipe's `max_length`. `selection` (another
+    model's recipe) decides instead which pairs are kept, so two models with different recipes
+    are scored on the same pairs, each reading its own kind of context."""
+    select = selection or recipe
     texts = sorted({t for p in pairs for t in (*p.context, p.reply)})
     tokens = dict(zip(texts, processor.tokenize_many(texts), strict=True))
     out = []
     for pair in pairs:
         reply = tokens[pair.reply]
-        context = recipe.model_input([tokens[turn] for turn in pair.context])
-        if reply and context and len(reply) <= recipe.max_length:
+        turns = [tokens[turn] for turn in pair.context]
+        context = recipe.model_input(turns)
+        if reply and context and select.model_input(turns) and len(reply) <= select.max_length:
             out.append(TokenizedPair(context, reply))
     return out
 
@@ -261,18 +268,21 @@ class Corpus:
 
 
 def tokenized_splits(
-    recipe: DataRecipe, processor: TextProcessor
+    recipe: DataRecipe, processor: TextProcessor, selection: DataRecipe | None = None
 ) -> dict[str, list[TokenizedPair]]:
     """Load, pair, split, tokenise, as the recipe says. A corpus too small for a validation split
     validates on its first training pairs rather than not at all. A reverse recipe swaps context
-    and reply: the data of the MMI reverse model p(context | reply)."""
-    if not recipe.sources:
+    and reply: the data of the MMI reverse model p(context | reply). `selection`: the pairs
+    (sources, split, length filter) of another recipe, read the way this recipe reads them."""
+    select = selection or recipe
+    if not select.sources:
         raise DataError("no data source given")
-    pairs = [
-        p for name in recipe.sources for p in make_pairs(load_source(name), recipe.context_turns)
-    ]
-    splits = split_pairs(pairs, recipe.valid_fraction, recipe.test_fraction)
-    tokenized = {name: tokenize_pairs(split, processor, recipe) for name, split in splits.items()}
+    turns = max(recipe.context_turns, select.context_turns)
+    pairs = [p for name in select.sources for p in make_pairs(load_source(name), turns)]
+    splits = split_pairs(pairs, select.valid_fraction, select.test_fraction)
+    tokenized = {
+        name: tokenize_pairs(split, processor, recipe, selection) for name, split in splits.items()
+    }
     if recipe.direction == "reverse":
         tokenized = {
             name: [_reversed(p, recipe.max_length) for p in split]

@@ -11,10 +11,11 @@ from typing import Any
 import torch
 
 from config import DecodingSettings
-from nlp.checkpoint import load_checkpoint
+from nlp.checkpoint import load_checkpoint, read_config
 from nlp.datasets import EncodedPair, bucketed_batches, corpus_from_splits, tokenized_splits
 from nlp.errors import DataError
 from nlp.metrics import reply_metrics
+from nlp.recipe import DataRecipe
 from nlp.search.decode import decode
 from nlp.seq2seq import Seq2Seq
 from nlp.text import TextProcessor
@@ -53,24 +54,42 @@ def evaluate_checkpoint(
     sources: Sequence[str] | None = None,
     device: str = "cpu",
     limit: int | None = None,
+    *,
+    sizes: Sequence[int] = (),
+    pairs_like: Path | None = None,
 ) -> dict[str, Any]:
     """Rebuild the split the checkpoint was trained with (same sources, seed-free hash split);
-    `limit` keeps its first N pairs (a quick, reproducible check)."""
+    `limit` keeps its first N pairs (a quick, reproducible check). `pairs_like`: score the
+    pairs of another checkpoint's recipe instead (each read with this model's context rule), so
+    two models are compared on the same pairs. `sizes`: the reply metrics also on the first N
+    pairs for each N (diversity numbers depend on how many replies they count)."""
     checkpoint = load_checkpoint(directory, device)
+    selection = DataRecipe.from_config(read_config(pairs_like)) if pairs_like else None
+    if selection is not None and sources:
+        selection = selection.for_sources(sources)
     tokenized = tokenized_splits(
-        checkpoint.recipe.for_sources(sources), TextProcessor(checkpoint.text_settings)
+        checkpoint.recipe.for_sources(sources), TextProcessor(checkpoint.text_settings), selection
     )
     corpus = corpus_from_splits(tokenized, vocab=checkpoint.vocab)
     pairs = corpus.encoded[split][:limit]
     if not pairs:
         raise DataError(f"the {split!r} split of {directory} holds no pairs to evaluate")
     decoding = decoding or DecodingSettings()
-    return {
+    on = torch.device(device)
+    result = {
         "split": split,
         "limit": limit,
+        "pairs_like": str(pairs_like) if pairs_like else None,
         "decoding": decoding.strategy,
-        **evaluate_pairs(checkpoint.model, checkpoint.vocab, pairs, decoding, torch.device(device)),
+        "decoding_settings": decoding.model_dump(mode="json", exclude_defaults=True),
+        **evaluate_pairs(checkpoint.model, checkpoint.vocab, pairs, decoding, on),
     }
+    if sizes:
+        result["sizes"] = {
+            str(n): evaluate_pairs(checkpoint.model, checkpoint.vocab, pairs[:n], decoding, on)
+            for n in sizes
+        }
+    return result
 
 
 def record_metrics(directory: Path, key: str, metrics: dict[str, Any]) -> None:

@@ -22,6 +22,13 @@ def generic_reply_rate(replies: Sequence[str], top: int = 10) -> float:
     return sum(reply in common for reply in replies) / len(replies)
 
 
+def top_reply_share(replies: Sequence[str]) -> float:
+    """Share of replies that are the single most frequent reply ("i don't know" x 20 %)."""
+    if not replies:
+        return 0.0
+    return Counter(replies).most_common(1)[0][1] / len(replies)
+
+
 def mean_length(replies: Sequence[Sequence[str]]) -> float:
     return sum(len(r) for r in replies) / len(replies) if replies else 0.0
 
@@ -41,6 +48,7 @@ def reply_metrics(
         "distinct_1": distinct_n(hypotheses, 1),
         "distinct_2": distinct_n(hypotheses, 2),
         "generic_reply_rate": generic_reply_rate(joined),
+        "top_reply_share": top_reply_share(joined),
         "mean_reply_length": mean_length(hypotheses),
         "bleu": bleu(joined, [" ".join(r) for r in references]),
     }

@@ -11,13 +11,13 @@ import re
 import threading
 import unicodedata
 from collections.abc import Iterable, Iterator
-from typing import Protocol, cast
-
-import spacy
-from spacy.language import Language
-from spacy.tokens import Doc
+from typing import TYPE_CHECKING, Protocol, cast
 
 from config import TextSettings
+
+if TYPE_CHECKING:  # spaCy loads when a processor is made: pre-tokenised data never needs it
+    from spacy.language import Language
+    from spacy.tokens import Doc, Token
 
 EMAIL, URL, NUMBER = "<email>", "<url>", "<num>"
 PLACEHOLDERS = (EMAIL, URL, NUMBER)
@@ -107,6 +107,8 @@ class TextProcessor:
 
     @staticmethod
     def _load_pipeline(name: str | None) -> Language:
+        import spacy
+
         if not name:
             return spacy.blank("en")
         try:
@@ -130,7 +132,7 @@ class TextProcessor:
                 for doc in tokenizer.pipe(normalized, batch_size=batch_size)
             ]
 
-    def _token_text(self, token: spacy.tokens.Token) -> str:
+    def _token_text(self, token: Token) -> str:
         s = self.settings
         if s.mask_emails and token.like_email:
             return EMAIL

@@ -50,7 +50,30 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-vocab", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast")
+    p.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        help="bfloat16 autocast (default: where the hardware has native bf16)",
+    )
+    p.add_argument(
+        "--lr-schedule",
+        choices=["linear", "cosine", "constant", "plateau"],
+        help="learning rate over the budget (default linear decay to zero)",
+    )
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument(
+        "--validate-every",
+        type=int,
+        dest="validate_every_steps",
+        metavar="STEPS",
+        help="validate (and log sample replies) every STEPS steps instead of every epoch",
+    )
+    p.add_argument(
+        "--average-last",
+        type=int,
+        metavar="N",
+        help="average the weights of the last N validations if that validates better",
+    )
     p.add_argument("--cell", choices=["gru", "lstm"])
     p.add_argument("--embedding-dim", type=int)
     p.add_argument("--hidden-size", type=int)
@@ -185,12 +208,51 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="where to write the JSON (default DIR/eval-SPLIT.json)")
     p.add_argument("--limit", type=int, metavar="N", help="only the split's first N pairs")
     p.add_argument(
+        "--sizes",
+        metavar="N,N,...",
+        help="also the reply metrics on the first N pairs for each N (e.g. 40,300,3000)",
+    )
+    p.add_argument(
+        "--pairs-like",
+        type=Path,
+        metavar="DIR0",
+        help="score the pairs of checkpoint DIR0's recipe (same pairs for two models)",
+    )
+    p.add_argument(
         "--record",
         action="store_true",
         help="also store the result in DIR/metrics.json (key SPLIT, or SPLIT@N)",
     )
+    p.add_argument(
+        "--prompts",
+        type=Path,
+        metavar="FILE",
+        help="instead of metrics: replies to each prompt of FILE, as a markdown table",
+    )
+    compare = p.add_mutually_exclusive_group()
+    compare.add_argument(
+        "--compare", type=Path, metavar="DIR2", help="with --prompts: a second model's replies"
+    )
+    compare.add_argument(
+        "--compare-decoding",
+        metavar="JSON",
+        help="with --prompts: replies of the same model with other decoding settings, e.g. "
+        '\'{"strategy": "beam", "min_length": 3}\'',
+    )
     add_decoding_options(p)
     p.set_defaults(run=run_eval)
+
+
+def _sizes(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise CliError(f"--sizes must be numbers separated by commas, not {text!r}") from exc
+    if not sizes or min(sizes) < 1:
+        raise CliError("--sizes must be positive numbers")
+    return sizes
 
 
 def run_eval(args: argparse.Namespace, settings: Settings) -> int:
@@ -198,19 +260,65 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise CliError("--limit must be at least 1")
+    decoding = decoding_from_args(settings, args)
+    if args.prompts is not None:
+        return _eval_prompts(args, settings, decoding)
+    if args.compare or args.compare_decoding:
+        raise CliError("--compare and --compare-decoding need --prompts")
+    out = args.out or args.checkpoint / f"eval-{args.split}.json"
+    _check_writable(out)
     metrics = evaluate_checkpoint(
         args.checkpoint,
         args.split,
-        decoding_from_args(settings, args),
+        decoding,
         args.data,
         limit=args.limit,
+        sizes=_sizes(args.sizes),
+        pairs_like=args.pairs_like,
     )
     if args.record:
         key = args.split if args.limit is None else f"{args.split}@{args.limit}"
         record_metrics(args.checkpoint, key, metrics)
-    out = args.out or args.checkpoint / f"eval-{args.split}.json"
     out.write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _check_writable(path: Path) -> None:
+    """Before minutes of work: the output's directory must exist and take a file."""
+    import os
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise CliError(f"cannot write {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CliError(f"cannot write {path}: permission denied")
+
+
+def _eval_prompts(args: argparse.Namespace, settings: Settings, decoding: Any) -> int:
+    from nlp.prompt_eval import read_prompts, side_by_side
+    from nlp.responder import Responder
+
+    prompts = read_prompts(args.prompts)
+    out = args.out or args.checkpoint / f"prompts-{args.prompts.stem}.md"
+    _check_writable(out)
+    texts = [p.text for p in prompts]
+    first = Responder(args.checkpoint, decoding)
+    columns = [(f"{args.checkpoint.name} ({decoding.strategy})", first.reply(texts))]
+    if args.compare is not None:
+        second = Responder(args.compare, decoding)
+        columns.append((f"{args.compare.name} ({decoding.strategy})", second.reply(texts)))
+    elif args.compare_decoding is not None:
+        try:
+            other = decoding.model_validate(
+                {**decoding.model_dump(), **json.loads(args.compare_decoding)}
+            )
+        except (ValueError, TypeError) as exc:
+            raise CliError(f"--compare-decoding: {one_line(exc)}") from exc
+        replies = [r.text for r in first.generate(texts, other)]
+        columns.append((f"{args.checkpoint.name} ({args.compare_decoding})", replies))
+    out.write_text(side_by_side(prompts, columns, f"Replies to {args.prompts}"), "utf-8")
+    print(f"{len(prompts)} prompts, {len(columns)} column(s): {out}")
     return 0
 
 

@@ -1,4 +1,11 @@
-from nlp.metrics import bleu, distinct_n, generic_reply_rate, mean_length, reply_metrics
+from nlp.metrics import (
+    bleu,
+    distinct_n,
+    generic_reply_rate,
+    mean_length,
+    reply_metrics,
+    top_reply_share,
+)
 
 
 def test_distinct_n() -> None:
@@ -21,6 +28,13 @@ def test_bleu_and_mean_length() -> None:
         "distinct_1",
         "distinct_2",
         "generic_reply_rate",
+        "top_reply_share",
         "mean_reply_length",
         "bleu",
     }
+
+
+def test_top_reply_share_is_the_most_frequent_reply_s_share() -> None:
+    assert top_reply_share(["yes", "no", "yes", "ok"]) == 0.5
+    assert top_reply_share(["a", "b"]) == 0.5
+    assert top_reply_share([]) == 0.0

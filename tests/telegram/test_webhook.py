@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-import aiohttp
+import json
+import logging
+import time
 
-from bot.telegram.webhook import SECRET_HEADER, WebhookConfig
+import aiohttp
+import pytest
+
+from bot import answers
+from bot.telegram.webhook import (
+    MAX_JSON_DEPTH,
+    SECRET_HEADER,
+    ThrottledWarnings,
+    WebhookConfig,
+)
 from tests.support.fake_telegram import updates as tg
 from tests.telegram.harness import ANN, Harness
 
@@ -72,3 +83,69 @@ async def test_the_health_endpoint_reports_a_running_bot(start_bot) -> None:
 
         assert response.status == 200
         assert health["status"] == "ok" and health["mode"] == "webhook"
+
+
+async def test_a_body_nested_too_deep_is_a_bad_request_and_brackets_in_text_are_fine(
+    start_bot,
+) -> None:
+    async with start_bot(webhook=_config()) as bot, aiohttp.ClientSession() as session:
+        deep = "[" * 100_000 + "]" * 100_000
+        headers = {SECRET_HEADER: SECRET, "Content-Type": "application/json"}
+        async with session.post(_local(bot), data=deep, headers=headers) as response:
+            assert response.status == 400
+        too_deep = {"update_id": 7, "extra": json.loads("[" * (MAX_JSON_DEPTH + 1) + "]" * 65)}
+        async with session.post(_local(bot), json=too_deep, headers=headers) as response:
+            assert response.status == 400
+
+        brackets = {"message": bot.fake.new_message(tg.private_chat(ANN), ANN, text="[{" * 500)}
+        assert await bot.fake.deliver_to_webhook(brackets, url=_local(bot)) == 200
+        [reply] = await bot.fake.wait_for_message(ANN["id"])
+        assert reply["text"] == answers.NO_WORDS
+
+
+async def test_refused_requests_are_logged_once_a_minute_with_how_many_were_left_out(
+    start_bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with start_bot(webhook=_config()) as bot, aiohttp.ClientSession() as session:
+        for secret in ("", "guess", SECRET):
+            for _ in range(5):
+                headers = {SECRET_HEADER: secret} if secret else {}
+                async with session.post(_local(bot), data="not json", headers=headers) as response:
+                    assert response.status in (400, 403)
+        async with session.get(_local(bot, "/no/such/path")) as response:
+            assert response.status == 404
+
+        def warnings() -> list[str]:
+            return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+        assert warnings() == ["webhook request without the right secret token (127.0.0.1)"]
+        assert bot.bot.webhook is not None
+        refusals = bot.bot.webhook.refusals
+        refusals.clock = lambda: time.monotonic() + refusals.every_seconds  # a minute later
+        async with session.post(_local(bot), data="{}", headers={SECRET_HEADER: "x"}) as response:
+            assert response.status == 403
+
+        assert warnings()[1:] == [
+            "webhook request without the right secret token (127.0.0.1) (and 15 more rejected "
+            "requests not logged since the last such line)"
+        ]
+
+
+def test_throttled_warnings_count_what_they_leave_out(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    throttle = ThrottledWarnings(logging.getLogger("test.throttle"), 60.0, clock=lambda: now[0])
+    logged = [throttle.warning("refused %d", n) for n in range(3)]
+    now[0] = 59.9
+    logged.append(throttle.warning("refused %d", 3))
+    now[0] = 60.0
+    logged.append(throttle.warning("refused %d", 4))
+    now[0] = 200.0
+    logged.append(throttle.warning("refused %d", 5))
+
+    assert logged == [True, False, False, False, True, True]
+    assert [r.getMessage() for r in caplog.records] == [
+        "refused 0",
+        "refused 4 (and 3 more rejected requests not logged since the last such line)",
+        "refused 5",
+    ]

@@ -74,17 +74,25 @@ class TrainingSettings(BaseModel):
 
 
 class DecodingSettings(BaseModel):
-    strategy: Literal["greedy", "beam", "sample"] = "greedy"
+    # rerank: sample `rerank_candidates` replies per context, keep the best scored (DialoGPT).
+    strategy: Literal["greedy", "beam", "sample", "rerank"] = "greedy"
     beam_size: int = Field(5, ge=1)
     length_penalty: float = 0.6  # GNMT alpha; 0 disables
     no_repeat_ngram: int = Field(3, ge=0)  # 0 disables
-    min_length: int = Field(1, ge=0)
+    min_length: int = Field(1, ge=0)  # every strategy: tokens before <eos> is allowed
     max_length: int = Field(20, ge=1)
-    temperature: float = Field(0.8, gt=0)
+    temperature: float = Field(0.8, gt=0)  # sample and rerank
     top_k: int = Field(0, ge=0)
     top_p: float = Field(0.9, gt=0, le=1)
+    # rerank's score: mean log p(reply | context) per token + rerank_length_weight * tokens
+    # (+ mmi_weight * log p(context | reply) with a reverse model).
+    rerank_candidates: int = Field(16, ge=1, le=256)
+    rerank_length_weight: float = 0.0
     mmi_weight: float = 0.5  # weight of log p(context | reply) when a reverse model is given
     mmi_reverse_dir: Path | None = None
+    # Words and phrases never generated (one per line, `#` comments; the retraining blocklist's
+    # format). None here; the bot passes its retraining blocklist (retrain.blocklist_path).
+    blocklist_path: Path | None = None
     quantize_int8: bool = False
     device: str = "cpu"
 

@@ -18,7 +18,7 @@ from nlp.vocabulary import EOS_ID, SOS_ID
 
 def length_penalty(length: int, alpha: float) -> float:
     """GNMT: ((5 + |Y|) / 6) ** alpha; alpha = 0 means plain log-probability."""
-    return ((5.0 + length) / 6.0) ** alpha
+    return float(((5.0 + length) / 6.0) ** alpha)
 
 
 @torch.inference_mode()
@@ -37,7 +37,7 @@ def beam_search(
     device = src.device
     memory, hidden = model.encode(src, src_lengths)
     rows = torch.arange(batch, device=device).repeat_interleave(k)
-    step = Stepper(model, memory.index_select(rows), hidden, constraints)
+    step = Stepper(model, memory.index_select(rows), hidden, constraints, max_length=max_length)
     step.reorder(rows)
 
     history = torch.full((batch * k, 1), SOS_ID, dtype=torch.long, device=device)

@@ -10,6 +10,7 @@ from nlp.search.beam import beam_search
 from nlp.search.greedy import greedy_search
 from nlp.search.hypothesis import Hypothesis
 from nlp.search.mmi import ReverseModel, mmi_rerank
+from nlp.search.rerank import RerankScoring, sample_and_rerank
 from nlp.search.sampling import sample
 from nlp.search.step import StepConstraints
 from nlp.seq2seq import Seq2Seq
@@ -22,10 +23,35 @@ def decode(
     settings: DecodingSettings,
     reverse_model: ReverseModel | None = None,
     generator: torch.Generator | None = None,
+    constraints: StepConstraints | None = None,
 ) -> list[Hypothesis]:
-    """One hypothesis per input row. With a reverse model, beam search's n-best list (at least 5)
-    is reranked by MMI-bidi."""
-    constraints = StepConstraints.from_settings(settings)
+    """src: (batch, src_len), src_lengths: (batch,) -> one hypothesis per input row.
+
+    `constraints`: what the vocabulary rules out (`nlp.search.vocab_rules`); None builds them
+    from the settings alone. With a reverse model, beam search's n-best list (at least 5) is
+    reranked by MMI-bidi, and `rerank` adds the MMI term to its score; `sample` ignores it.
+    """
+    if constraints is None:
+        constraints = StepConstraints.from_settings(settings)
+    if settings.strategy == "rerank":
+        scoring = RerankScoring(
+            settings.rerank_length_weight,
+            reverse_model,
+            settings.mmi_weight if reverse_model is not None else 0.0,
+        )
+        return sample_and_rerank(
+            model,
+            src,
+            src_lengths,
+            settings.max_length,
+            settings.rerank_candidates,
+            constraints,
+            settings.temperature,
+            settings.top_k,
+            settings.top_p,
+            generator,
+            scoring,
+        )
     if settings.strategy == "sample":
         return sample(
             model,

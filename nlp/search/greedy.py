@@ -49,7 +49,7 @@ def token_by_token(
     """One token per row and step, picked by `choose` (greedy: argmax; sampling: a draw), until
     every row has produced <eos>; a finished row only pads and no longer adds to its score."""
     memory, hidden = model.encode(src, src_lengths)
-    step = Stepper(model, memory, hidden, constraints, keep_attention)
+    step = Stepper(model, memory, hidden, constraints, keep_attention, max_length)
     batch = src.size(0)
     history = torch.full((batch, 1), SOS_ID, dtype=torch.long, device=src.device)
     scores = torch.zeros(batch, device=src.device)

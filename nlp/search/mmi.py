@@ -48,7 +48,8 @@ def sequence_log_probs(
     logits = model(batch.src, batch.src_lengths, batch.trg_in).float()
     log_probs = logits.log_softmax(dim=-1).gather(2, batch.trg_out.unsqueeze(2)).squeeze(2)
     mask = batch.trg_out.ne(0)
-    return (log_probs * mask).sum(dim=1).tolist()
+    sums: list[float] = (log_probs * mask).sum(dim=1).tolist()
+    return sums
 
 
 def mmi_rerank(

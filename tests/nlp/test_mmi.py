@@ -8,6 +8,8 @@ from nlp.checkpoint import load_checkpoint
 from nlp.responder import Responder
 from nlp.search.hypothesis import Hypothesis
 from nlp.search.mmi import ReverseModel, mmi_rerank, sequence_log_probs
+from nlp.search.rerank import RerankScoring, sample_and_rerank
+from nlp.search.sampling import sample
 from nlp.text import TextProcessor
 from nlp.training import train_from_sources
 from tests.support.tiny_model import tiny_settings
@@ -62,5 +64,55 @@ def test_responder_with_mmi_reranks_beam_candidates(
 ) -> None:
     responder = Responder(
         tiny_model_dir, DecodingSettings(strategy="beam", beam_size=3, mmi_reverse_dir=reverse_dir)
+    )
+    assert responder.reply(["hello", "how are you?"]) == ["Hi there!", "I am fine, thanks."]
+
+
+def test_rerank_adds_the_reverse_models_score(tiny_model_dir: Path, reverse_dir: Path) -> None:
+    forward = load_checkpoint(tiny_model_dir)
+    processor, vocab = TextProcessor(), forward.vocab
+    reverse = ReverseModel.load(reverse_dir, vocab, torch.device("cpu"))
+    context = vocab.encode(processor.tokenize("hello"))
+    src, lengths = torch.tensor([context]), torch.tensor([len(context)])
+    n, max_length = 8, 12
+    for weight in (0.0, 2.0):
+        best = sample_and_rerank(
+            forward.model,
+            src,
+            lengths,
+            max_length,
+            n,
+            temperature=2.0,
+            generator=torch.Generator().manual_seed(1),
+            scoring=RerankScoring(reverse=reverse, mmi_weight=weight),
+        )[0]
+        drawn = sample(
+            forward.model,
+            src.repeat(n, 1),
+            lengths.repeat(n),
+            max_length,
+            temperature=2.0,
+            generator=torch.Generator().manual_seed(1),
+        )
+        said = [h for h in drawn if h.tokens]
+        backward = sequence_log_probs(
+            reverse.model,
+            [reverse.remap(h.tokens) for h in said],
+            [reverse.remap(context)] * len(said),
+        )
+        expected = [
+            h.score / min(len(h.tokens) + 1, max_length) + weight * b
+            for h, b in zip(said, backward, strict=True)
+        ]
+        assert best.normalized_score == pytest.approx(max(expected))
+        assert best.tokens == said[expected.index(max(expected))].tokens
+
+
+def test_responder_reranks_samples_with_the_reverse_model(
+    tiny_model_dir: Path, reverse_dir: Path
+) -> None:
+    responder = Responder(
+        tiny_model_dir,
+        DecodingSettings(strategy="rerank", rerank_candidates=8, mmi_reverse_dir=reverse_dir),
     )
     assert responder.reply(["hello", "how are you?"]) == ["Hi there!", "I am fine, thanks."]

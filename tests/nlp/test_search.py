@@ -167,3 +167,94 @@ def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
     assert kept.tolist() == [[True, False, False, False]]
     kept = filter_logits(log_probs, top_k=3).isfinite()
     assert kept.tolist() == [[True, True, True, False]]
+
+
+def _all_strategies(
+    model: Seq2Seq, max_length: int, constraints: StepConstraints, n_best: int = 1
+) -> dict[str, list[list[int]]]:
+    """Token ids each strategy returns for `_src()` under `constraints` (beam: its n best)."""
+    beam = max(3, n_best)
+    src, lengths = _src()
+    generator = torch.Generator().manual_seed(5)
+    return {
+        "greedy": [h.tokens for h in greedy_search(model, src, lengths, max_length, constraints)],
+        "beam": [
+            h.tokens
+            for hyps in beam_search(
+                model, src, lengths, max_length, beam, constraints, n_best=n_best
+            )
+            for h in hyps
+        ],
+        "sample": [
+            h.tokens
+            for h in sample(
+                model, src, lengths, max_length, constraints, temperature=1.0, generator=generator
+            )
+        ],
+    }
+
+
+def test_min_length_delays_eos_when_sampling() -> None:
+    model = _random_model(0)
+    _bias(model, EOS_ID)
+    hyps = sample(model, *_src(), 10, StepConstraints(min_length=3), generator=torch.Generator())
+    assert [len(h.tokens) for h in hyps] == [3, 3, 3]
+
+
+def test_eos_waits_for_a_word() -> None:
+    model = _random_model(0)
+    _bias(model, EOS_ID)  # every strategy would end at once
+    words = (20, 21, 22)
+    assert all(
+        tokens == []
+        for out in _all_strategies(model, 10, StepConstraints()).values()
+        for tokens in out
+    )
+    for strategy, out in _all_strategies(model, 10, StepConstraints(word_ids=words)).items():
+        for tokens in out:
+            assert tokens and tokens[-1] in words, strategy  # it ends right after its first word
+            assert not set(tokens[:-1]) & set(words), strategy
+
+
+def test_a_wordless_reply_takes_a_word_on_its_last_step() -> None:
+    model = _random_model(0)
+    _bias(model, 9, 60.0)  # a "placeholder" the model says at every step
+    _bias(model, 30, -40.0)  # the only word, all but ruled out by the model
+    constraints = StepConstraints(word_ids=(30,))
+    for strategy, out in _all_strategies(model, 4, constraints).items():
+        assert out == [[9, 9, 9, 30]] * 3, strategy
+
+
+def test_word_rule_is_off_when_every_word_is_banned() -> None:
+    model = _random_model(0)
+    _bias(model, EOS_ID)
+    constraints = StepConstraints(banned=(*NEVER_GENERATED, 20), word_ids=(20,))
+    for out in _all_strategies(model, 5, constraints).values():
+        assert out == [[], [], []]
+
+
+@pytest.mark.parametrize("phrase", [(9, 10), (9, 10, 11)])
+def test_a_banned_phrase_is_never_completed(phrase: tuple[int, ...]) -> None:
+    model = _random_model(0)
+    for rank, token in enumerate(phrase):  # the model says the phrase, then other tokens
+        _bias(model, token, 50.0 - 15.0 * rank)
+    free = StepConstraints(no_repeat_ngram=1)
+    banned = StepConstraints(no_repeat_ngram=1, banned_phrases=(phrase,))
+    n = len(phrase)
+
+    def contains(tokens: list[int]) -> bool:
+        return any(tuple(tokens[i : i + n]) == phrase for i in range(len(tokens) - n + 1))
+
+    # Banned tokens are not renormalised away, so every order of the phrase's tokens scores the
+    # same: a beam of 6 keeps them all.
+    for strategy, out in _all_strategies(model, 8, free, n_best=6).items():
+        assert any(contains(tokens) for tokens in out), strategy  # so the ban has work to do
+    for strategy, out in _all_strategies(model, 8, banned, n_best=6).items():
+        assert not any(contains(tokens) for tokens in out), strategy
+        if strategy != "beam":  # the prefix is still said, only its completion is not
+            assert all(tokens[: n - 1] == list(phrase[:-1]) for tokens in out), strategy
+
+
+def test_a_phrase_of_one_token_is_refused() -> None:
+    with pytest.raises(ValueError, match="two or more"):
+        greedy_search(_random_model(0), *_src(), 5, StepConstraints(banned_phrases=((9,),)))

@@ -3,6 +3,11 @@
 `reply()` takes many contexts and decodes them as one batch (the bot micro-batches requests from
 many chats into one call). A lock serialises decodes, so concurrent threads can share a Responder;
 batching, not parallel decodes, is what makes many chats fast on a small CPU.
+
+Every reply is safe to show as it is: the decoder never says a blocklisted word or phrase
+(`DecodingSettings.blocklist_path`) or a token that looks like a number, an e-mail or a URL, never
+ends a reply that is only placeholders or punctuation (`nlp.search.vocab_rules`), and placeholders
+are rendered as plain words (`nlp.rendering`).
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from config import DecodingSettings
 from nlp.checkpoint import load_checkpoint
 from nlp.datasets import pad
 from nlp.errors import EmptyInputError
+from nlp.rendering import render
 from nlp.search.decode import decode
 from nlp.search.greedy import greedy_search
 from nlp.search.hypothesis import Hypothesis
 from nlp.search.mmi import ReverseModel
-from nlp.search.step import StepConstraints
+from nlp.search.vocab_rules import VocabularyRules, read_blocklist
 from nlp.seq2seq import Seq2Seq
-from nlp.text import TextProcessor, detokenize
+from nlp.text import TextProcessor
 from nlp.vocabulary import UNK_ID
 
 Context = str | Sequence[str]  # one turn, or the recent turns oldest first
@@ -33,8 +39,8 @@ Context = str | Sequence[str]  # one turn, or the recent turns oldest first
 
 @dataclass
 class Reply:
-    text: str
-    tokens: list[str]
+    text: str  # what a person reads: placeholders rendered as words
+    tokens: list[str]  # what the model said (placeholders as they are)
     score: float
 
 
@@ -42,9 +48,10 @@ def quantize_int8(model: Seq2Seq) -> torch.nn.Module:
     """Dynamic int8 quantisation of the Linear and RNN layers (CPU inference only)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated but still works
-        return torch.ao.quantization.quantize_dynamic(
+        quantized: torch.nn.Module = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
             model, {torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM}, dtype=torch.qint8
         )
+    return quantized
 
 
 class Responder:
@@ -71,6 +78,8 @@ class Responder:
             if self.decoding.mmi_reverse_dir is not None
             else None
         )
+        self._rules: dict[Path | None, VocabularyRules] = {}
+        self.rules_for(self.decoding)  # a missing or unreadable blocklist fails the load
         self._lock = threading.Lock()
         self._generator = torch.Generator(device=self.device).manual_seed(0)
 
@@ -93,6 +102,15 @@ class Responder:
             raise EmptyInputError("the context is empty: there is nothing to reply to")
         return tokens
 
+    def rules_for(self, decoding: DecodingSettings) -> VocabularyRules:
+        """What this model's vocabulary rules out under `decoding`'s blocklist (built once per
+        blocklist path; OSError when the file cannot be read)."""
+        path = decoding.blocklist_path
+        if path not in self._rules:
+            entries = read_blocklist(path, self.processor) if path is not None else []
+            self._rules[path] = VocabularyRules.build(self.vocab, entries)
+        return self._rules[path]
+
     def unknown_fraction(self, text: str) -> float:
         """Share of the words in `text` the model has never seen (1.0 = all unknown)."""
         ids = self.vocab.encode(self.processor.tokenize(text))
@@ -109,14 +127,16 @@ class Responder:
         sources = [self.vocab.encode(self.encode_context(c)) for c in contexts]
         src = pad(sources).to(self.device)
         lengths = torch.tensor([len(s) for s in sources])
+        settings = decoding or self.decoding
         with self._lock, torch.inference_mode():
             hyps = decode(
                 self.model,
                 src,
                 lengths,
-                decoding or self.decoding,
+                settings,
                 self.reverse_model,
                 self._generator,
+                self.rules_for(settings).constraints(settings),
             )
         return [self._to_reply(hyp) for hyp in hyps]
 
@@ -131,11 +151,11 @@ class Responder:
                 src,
                 torch.tensor([len(ids)]),
                 self.decoding.max_length,
-                StepConstraints.from_settings(self.decoding),
+                self.rules_for(self.decoding).constraints(self.decoding),
                 keep_attention=True,
             )[0]
         return source, self._to_reply(hyp), hyp.attention
 
     def _to_reply(self, hyp: Hypothesis) -> Reply:
         tokens = self.vocab.decode(hyp.tokens)
-        return Reply(detokenize(tokens), tokens, hyp.score)
+        return Reply(render(tokens), tokens, hyp.score)

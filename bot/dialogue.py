@@ -27,6 +27,7 @@ from storage.conversations import ChatRef, SavedExchange, Turn, UserRef
 from storage.database import Database
 from storage.errors import StorageError
 from storage.feedback import get_feedback, set_feedback
+from storage.handled_commands import claim_command
 from storage.privacy import ForgetResult
 from storage.stats import Counts, counts
 
@@ -191,6 +192,17 @@ class DialogueService:
             return False
         log.info("message %s of chat %s was delivered again; ignored", msg.message_id, msg.chat_id)
         return True
+
+    async def first_delivery(
+        self, platform: str, chat_id: str | int, message_id: str | int
+    ) -> bool:
+        """Whether a command (which is not stored as dialogue) arrives for the first time; a
+        redelivery, like a text's, is not to be answered again. Recorded in the database, so a
+        restarted process or another replica knows it too."""
+        first = await self.db.run(claim_command, platform, chat_id, message_id)
+        if not first:
+            log.info("command %s of chat %s was delivered again; ignored", message_id, chat_id)
+        return first
 
     def _history_texts(self, session: Session, msg: Incoming) -> list[str]:
         """The texts of the chat's messages before this one (since its last /reset), oldest

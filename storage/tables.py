@@ -201,6 +201,23 @@ class TaughtPair(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class HandledCommand(Base):
+    """A command a platform delivered, by its message id, so that a redelivery is not answered
+    again (texts need no such row: the stored message carries its platform id)."""
+
+    __tablename__ = "handled_commands"
+    __table_args__ = (
+        UniqueConstraint("platform", "chat_external_id", "external_id"),
+        CheckConstraint("platform IN ('telegram', 'console')", name="platform"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    chat_external_id: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class ModelVersion(Base):
     """A registered checkpoint; at most one row has `is_active` (a partial unique index)."""
 

@@ -99,6 +99,10 @@ def build_application(app: App, *, polling: bool = True) -> Application:
 def add_handlers(application: Application) -> None:
     new_message = filters.UpdateType.MESSAGE  # edits and channel posts fall through to `ignored`
     command = new_message & COMMAND_FOR_THIS_BOT
+    # Texts are deduplicated by the dialogue service as it stores them; commands are not stored.
+    application.add_handler(
+        MessageHandler(command & filters.COMMAND, handlers.drop_redelivered_command), group=-1
+    )
     for name, callback in (
         ("start", handlers.start),
         ("help", handlers.help_command),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from telegram import InlineKeyboardMarkup, Message, Update, User
-from telegram.ext import ContextTypes
+from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot import answers
 from bot.dialogue import Answer, Incoming, storable
@@ -23,6 +23,17 @@ from bot.telegram.sending import send_text, typing
 from bot.telegram.state import PLATFORM, BotState, bot_state
 
 log = logging.getLogger(__name__)
+
+
+async def drop_redelivered_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Runs before every command (handler group -1): a command Telegram delivers a second time
+    (the bot restarted before acknowledging it, a webhook retried) is answered only once."""
+    message = update.message
+    if message is None:
+        return
+    service = bot_state(context).service
+    if not await service.first_delivery(PLATFORM, message.chat.id, message.message_id):
+        raise ApplicationHandlerStop
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

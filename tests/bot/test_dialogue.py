@@ -184,3 +184,13 @@ async def test_a_sent_reply_id_that_cannot_be_recorded_is_reported_not_raised(
     with db.session() as s:
         assert conversations.get_turn(s, answer.reply_id).external_id == "555"  # type: ignore[union-attr]
     assert not await service.mark_sent(10_000, 556)  # no such reply (e.g. forgotten meanwhile)
+
+
+async def test_a_command_counts_as_delivered_once_per_chat_and_message_id(
+    service: DialogueService,
+) -> None:
+    assert await service.first_delivery("telegram", 101, 5)
+    assert not await service.first_delivery("telegram", 101, 5)
+    assert await service.first_delivery("telegram", 102, 5)  # another chat's message 5
+    assert await service.first_delivery("console", 101, 5)
+    assert await service.first_delivery("telegram", 101, 6)

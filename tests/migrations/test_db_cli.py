@@ -40,15 +40,15 @@ def test_db_commands_migrate_the_configured_database(
 
     assert _chatbot(settings, "db", "current") == 0
     assert (
-        "at <none> (out of date: head is 0001; run `chatbot db upgrade`)" in capsys.readouterr().out
+        "at <none> (out of date: head is 0002; run `chatbot db upgrade`)" in capsys.readouterr().out
     )
 
     assert _chatbot(settings, "db", "upgrade") == 0
-    assert capsys.readouterr().out.strip().endswith("at 0001")
+    assert capsys.readouterr().out.strip().endswith("at 0002")
     assert "messages" in _tables(empty_database_url)
 
     assert _chatbot(settings, "db", "current") == 0
-    assert "at 0001 (head, up to date)" in capsys.readouterr().out
+    assert "at 0002 (head, up to date)" in capsys.readouterr().out
     assert _chatbot(settings, "db", "check") == 0
     assert "models and migrations agree" in capsys.readouterr().out
 
@@ -60,7 +60,9 @@ def test_db_commands_migrate_the_configured_database(
 def test_history_needs_no_database(capsys: pytest.CaptureFixture[str]) -> None:
     settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/none")
     assert _chatbot(settings, "db", "history") == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith("<base> -> 0001 (head): Initial")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("0001 -> 0002 (head): Handled commands")
+    assert lines[-1].startswith("<base> -> 0001: Initial")
 
 
 def test_a_bad_revision_is_a_one_line_storage_error(empty_database_url: URL) -> None:

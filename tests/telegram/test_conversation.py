@@ -178,3 +178,18 @@ async def test_a_name_or_title_no_database_can_hold_locks_nobody_out(bot: Harnes
 
     assert bot.app.db.read(names) == (["Eve"], ["Friends"])
     assert not any(m["text"] == answers.APOLOGY for m in bot.fake.sent())
+
+
+async def test_a_command_delivered_again_after_a_restart_is_answered_once(start_bot) -> None:
+    async with start_bot() as bot:
+        update = bot.fake.say(ANN, "/help")
+        await bot.fake.wait_for_message(ANN["id"])
+        await bot.settle()
+    # The bot stopped before Telegram heard that the update was handled: it comes again.
+    async with start_bot() as bot:
+        bot.fake.push({"message": update["message"]})
+        bot.fake.say(ANN, "/reset")
+        await bot.fake.wait_for_message(ANN["id"], 2)
+        await bot.settle()
+
+        assert [m["text"] for m in bot.fake.sent(ANN["id"])] == [phrases.HELP, phrases.RESET]

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from bot import answers
+from bot.telegram import phrases
 from bot.telegram.webhook import (
     MAX_JSON_DEPTH,
     SECRET_HEADER,
@@ -149,3 +150,13 @@ def test_throttled_warnings_count_what_they_leave_out(caplog: pytest.LogCaptureF
         "refused 4 (and 3 more rejected requests not logged since the last such line)",
         "refused 5",
     ]
+
+
+async def test_a_retried_post_of_a_command_is_answered_once(start_bot) -> None:
+    async with start_bot(webhook=_config()) as bot:
+        update = {"message": bot.fake.new_message(tg.private_chat(ANN), ANN, text="/help")}
+        assert await bot.fake.deliver_to_webhook(update, url=_local(bot)) == 200
+        assert await bot.fake.deliver_to_webhook(update, url=_local(bot)) == 200  # same update_id
+        await bot.settle()
+
+        assert [m["text"] for m in bot.fake.sent(ANN["id"])] == [phrases.HELP]

@@ -1,21 +1,24 @@
-"""Data leaving the database: a user's history as JSONL, and training pairs for retraining.
+"""Data leaving the database: a user's history as JSONL, and the training pairs retraining reads.
 
-Training pairs are kept general (the retraining issue sets the rules through `PairFilter`): a
-pair is a reply message and the message(s) it answers in the same chat. The answered message is
-the one the reply explicitly replied to (Telegram's "reply to", our bot replies) or else the
-message just before it; `context_turns` > 1 adds the messages before that, oldest first.
-Nothing here masks PII: that is text processing, done by the caller before training.
+Which messages make training pairs is decided here, in SQL, once: a reply and the message it
+answers in the same chat (the message it explicitly replied to, else the one just before it;
+`context_turns` > 1 adds the messages before that, oldest first). A reply is
+- a person's message answering someone else (never a person continuing their own message), or
+- a bot reply that got at least one 👍 and no 👎 (`PairExport.downvoted` counts those left out
+  for a 👎),
+and no message of a pair may be from a user who opted out. What happens to the text (masking,
+the blocklist, duplicates) is the caller's: `bot.retraining.pairs`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TextIO
 
-from sqlalchemy import ColumnElement, Row, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Row, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from storage.errors import NotFoundError
@@ -23,26 +26,6 @@ from storage.tables import Chat, Feedback, Message, TaughtPair, User, utcnow
 from storage.training_runs import RunInfo
 
 _CHUNK = 900  # ids per IN (...) list, well under every backend's parameter limit
-
-
-@dataclass(frozen=True)
-class PairFilter:
-    """Which consecutive turns make training pairs. Defaults: human replies and upvoted bot
-    replies, nobody who opted out, no one answering themselves."""
-
-    after_message_id: int | None = None  # replies with a larger id only (a run's watermark)
-    until_message_id: int | None = None  # ... and not larger than this
-    since: datetime | None = None  # replies created at or after this
-    human_replies: bool = True  # a user's message answering the previous turn
-    bot_replies: Literal["none", "upvoted", "not_downvoted", "all"] = "upvoted"
-    min_score: int = 1  # net feedback an "upvoted" bot reply needs
-    context_from: Literal["any", "human", "bot"] = "any"  # who wrote the answered message
-    exclude_opted_out: bool = True  # drop pairs with any message by an opted-out user
-    skip_same_sender: bool = True  # a user continuing their own message is not a reply
-    max_gap: timedelta | None = None  # drop pairs whose turns are further apart in time
-    platform: str | None = None
-    context_turns: int = 1
-    prefer_explicit_reply: bool = True  # answered message = reply_to when there is one
 
 
 @dataclass(frozen=True)
@@ -66,11 +49,18 @@ class TrainingPair:
 
 
 @dataclass(frozen=True)
+class ChatPairs:
+    pairs: list[TrainingPair]
+    downvoted: int  # pairs whose bot reply had a 👍 but also a 👎: left out
+
+
+@dataclass(frozen=True)
 class PairExport:
     """New pairs since a run, and the watermarks to store with the run that trains on them."""
 
     chat_pairs: list[TrainingPair]
     taught_pairs: list[TrainingPair]
+    downvoted: int  # see `ChatPairs`
     last_message_id: int | None
     last_taught_pair_id: int | None
 
@@ -130,67 +120,59 @@ def _load_turns(session: Session, ids: Iterable[int]) -> dict[int, _Turn]:
     return turns
 
 
-def _reply_conditions(filters: PairFilter, score: ColumnElement[int]) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if filters.after_message_id is not None:
-        conditions.append(Message.id > filters.after_message_id)
-    if filters.until_message_id is not None:
-        conditions.append(Message.id <= filters.until_message_id)
-    if filters.since is not None:
-        conditions.append(Message.created_at >= filters.since)
-    if filters.platform is not None:
-        conditions.append(Chat.platform == filters.platform)
-    if filters.exclude_opted_out:
-        conditions.append(or_(Message.user_id.is_(None), User.opted_out.is_(False)))
-    senders: list[ColumnElement[bool]] = []
-    if filters.human_replies:
-        senders.append(Message.from_bot.is_(False))
-    if filters.bot_replies != "none":
-        bot_condition: ColumnElement[bool] = {
-            "upvoted": score >= filters.min_score,
-            "not_downvoted": score >= 0,
-            "all": true(),
-        }[filters.bot_replies]
-        senders.append(Message.from_bot.is_(True) & bot_condition)
-    conditions.append(or_(*senders) if senders else false())
-    return conditions
+def _votes(sign: int) -> ColumnElement[int]:
+    """How many 👍 (sign 1) or 👎 (sign -1) the outer query's message got."""
+    value = Feedback.value > 0 if sign > 0 else Feedback.value < 0
+    return (
+        select(func.count(Feedback.id))
+        .where(Feedback.message_id == Message.id, value)
+        .correlate(Message)
+        .scalar_subquery()
+    )
 
 
 def _sender(turn: _Turn) -> int | None:
     return None if turn.from_bot else turn.user_id
 
 
-def export_chat_pairs(session: Session, filters: PairFilter | None = None) -> list[TrainingPair]:
-    """Pairs of consecutive turns chosen by `filters`, in the order the replies were written."""
-    filters = filters or PairFilter()
-    if filters.context_turns < 1:
-        raise ValueError(f"context_turns must be >= 1, not {filters.context_turns}")
-    score = (
-        select(func.coalesce(func.sum(Feedback.value), 0))
-        .where(Feedback.message_id == Message.id)
-        .correlate(Message)
-        .scalar_subquery()
-    )
+def export_chat_pairs(
+    session: Session,
+    *,
+    after_message_id: int | None = None,
+    until_message_id: int | None = None,
+    context_turns: int = 1,
+) -> ChatPairs:
+    """The pairs whose reply id is in (`after_message_id`, `until_message_id`], in the order
+    the replies were written (the rules: see the module docstring)."""
+    if context_turns < 1:
+        raise ValueError(f"context_turns must be >= 1, not {context_turns}")
+    ups, downs = _votes(1), _votes(-1)
+    conditions: list[ColumnElement[bool]] = [
+        or_(Message.user_id.is_(None), User.opted_out.is_(False)),
+        or_(Message.from_bot.is_(False), ups >= 1),
+    ]
+    if after_message_id is not None:
+        conditions.append(Message.id > after_message_id)
+    if until_message_id is not None:
+        conditions.append(Message.id <= until_message_id)
     replies = session.execute(
-        select(Message.id, Message.reply_to_id, score)
-        .join(Chat, Chat.id == Message.chat_id)
+        select(Message.id, Message.reply_to_id, ups, downs)
         .outerjoin(User, User.id == Message.user_id)
-        .where(*_reply_conditions(filters, score))
+        .where(*conditions)
         .order_by(Message.id)
     ).all()
     if not replies:
-        return []
+        return ChatPairs([], 0)
 
     previous = _previous_ids(session, (row.id for row in replies))
     answered: dict[int, int] = {}
-    for reply_id, reply_to_id, _score in replies:
-        target = reply_to_id if filters.prefer_explicit_reply and reply_to_id else None
-        target = target or previous.get(reply_id)
+    for reply_id, reply_to_id, _ups, _downs in replies:
+        target = reply_to_id or previous.get(reply_id)
         if target is not None:
             answered[reply_id] = target
     contexts = {reply_id: [target] for reply_id, target in answered.items()}
     frontier = dict(answered)  # reply id -> oldest context message id so far
-    for _ in range(filters.context_turns - 1):
+    for _ in range(context_turns - 1):
         earlier = _previous_ids(session, frontier.values())
         frontier = {r: earlier[m] for r, m in frontier.items() if m in earlier}
         for reply_id, message_id in frontier.items():
@@ -198,36 +180,29 @@ def export_chat_pairs(session: Session, filters: PairFilter | None = None) -> li
 
     turns = _load_turns(session, [*answered.keys(), *(m for ids in contexts.values() for m in ids)])
     pairs: list[TrainingPair] = []
-    for reply_id, _reply_to, reply_score in replies:
-        pair = _make_pair(filters, turns, reply_id, contexts.get(reply_id, []), int(reply_score))
-        if pair is not None:
+    downvoted = 0
+    for reply_id, _reply_to, up, down in replies:
+        pair = _make_pair(turns, reply_id, contexts.get(reply_id, []), int(up) - int(down))
+        if pair is None:
+            continue
+        if pair.reply_from_bot and down:
+            downvoted += 1
+        else:
             pairs.append(pair)
-    return pairs
+    return ChatPairs(pairs, downvoted)
 
 
 def _make_pair(
-    filters: PairFilter,
-    turns: dict[int, _Turn],
-    reply_id: int,
-    context_ids: list[int],
-    score: int,
+    turns: dict[int, _Turn], reply_id: int, context_ids: list[int], score: int
 ) -> TrainingPair | None:
     reply = turns.get(reply_id)
     context = [turns[m] for m in context_ids if m in turns]
     if reply is None or not context:
         return None
     answered = context[-1]
-    if answered.chat_id != reply.chat_id:
+    if answered.chat_id != reply.chat_id or _sender(answered) == _sender(reply):
         return None
-    if filters.context_from == "human" and answered.from_bot:
-        return None
-    if filters.context_from == "bot" and not answered.from_bot:
-        return None
-    if filters.skip_same_sender and _sender(answered) == _sender(reply):
-        return None
-    if filters.max_gap is not None and reply.created_at - answered.created_at > filters.max_gap:
-        return None
-    if filters.exclude_opted_out and any(turn.opted_out for turn in context):
+    if any(turn.opted_out for turn in context):
         return None
     return TrainingPair(
         context=tuple(turn.text for turn in context),
@@ -243,20 +218,16 @@ def _make_pair(
 
 
 def export_taught_pairs(
-    session: Session,
-    *,
-    after_id: int | None = None,
-    until_id: int | None = None,
-    exclude_opted_out: bool = True,
+    session: Session, *, after_id: int | None = None, until_id: int | None = None
 ) -> list[TrainingPair]:
-    """Taught pairs in the order they were taught, as training pairs."""
-    conditions: list[ColumnElement[bool]] = []
+    """Taught pairs in the order they were taught (none by a user who opted out)."""
+    conditions: list[ColumnElement[bool]] = [
+        or_(TaughtPair.user_id.is_(None), User.opted_out.is_(False))
+    ]
     if after_id is not None:
         conditions.append(TaughtPair.id > after_id)
     if until_id is not None:
         conditions.append(TaughtPair.id <= until_id)
-    if exclude_opted_out:
-        conditions.append(or_(TaughtPair.user_id.is_(None), User.opted_out.is_(False)))
     rows = session.execute(
         select(
             TaughtPair.id,
@@ -285,8 +256,8 @@ def export_taught_pairs(
 def export_since_run(
     session: Session,
     run: RunInfo | None,
-    filters: PairFilter | None = None,
     *,
+    context_turns: int = 1,
     settle: timedelta = timedelta(seconds=60),
     now: datetime | None = None,
 ) -> PairExport:
@@ -294,10 +265,8 @@ def export_since_run(
 
     The upper bound is frozen at the newest message created at least `settle` ago: ids are
     handed out at INSERT but become visible at COMMIT, so a just-written id can still have a
-    smaller, uncommitted neighbour that a watermark would skip for good. `filters`' own id range
-    is replaced by the run's watermarks.
+    smaller, uncommitted neighbour that a watermark would skip for good.
     """
-    filters = filters or PairFilter()
     cutoff = (now or utcnow()) - settle
     until_message = session.execute(
         select(func.max(Message.id)).where(Message.created_at <= cutoff)
@@ -306,22 +275,20 @@ def export_since_run(
     after_message = run.last_message_id if run else None
     after_taught = run.last_taught_pair_id if run else None
     if until_message is None or (after_message is not None and until_message <= after_message):
-        chat_pairs: list[TrainingPair] = []
+        chat = ChatPairs([], 0)
         until_message = after_message
     else:
-        chat_pairs = export_chat_pairs(
+        chat = export_chat_pairs(
             session,
-            replace(filters, after_message_id=after_message, until_message_id=until_message),
+            after_message_id=after_message,
+            until_message_id=until_message,
+            context_turns=context_turns,
         )
-    taught = export_taught_pairs(
-        session,
-        after_id=after_taught,
-        until_id=until_taught,
-        exclude_opted_out=filters.exclude_opted_out,
-    )
+    taught = export_taught_pairs(session, after_id=after_taught, until_id=until_taught)
     return PairExport(
-        chat_pairs=chat_pairs,
+        chat_pairs=chat.pairs,
         taught_pairs=taught,
+        downvoted=chat.downvoted,
         last_message_id=until_message,
         last_taught_pair_id=until_taught if until_taught is not None else after_taught,
     )

@@ -1,14 +1,14 @@
 """Chat logs -> training pairs: the rules the README documents, in one function.
 
-`training_pairs_from_logs` takes what is new since a training run and keeps:
-- human follow-ups: a human message and the turn before it in the same chat (or the message it
-  explicitly replied to): a user answering the bot, or one person answering another in a group;
-- taught pairs (`/teach context => reply`);
-- upvoted bot replies: the bot's reply and its context when the reply got a 👍 and no 👎.
-Never other bot replies. Then, in this order: every text is normalised and tokenised with e-mail
-addresses, URLs and numbers masked; pairs with a message of a user who opted out are excluded (the
-rows of forgotten users are gone already); pairs with a blocklisted word or phrase in the context
-or the reply are dropped; exact duplicates (after masking) are collapsed to the first one.
+`training_pairs_from_logs` takes what is new since a training run. Which messages pair up is the
+export's (`storage.exports`, in SQL): human follow-ups (a human message and the turn before it in
+the same chat, or the message it explicitly replied to: a user answering the bot, or one person
+answering another in a group), taught pairs (`/teach context => reply`), and bot replies that got
+a 👍 and no 👎; never other bot replies, nothing of a user who opted out (the rows of forgotten
+users are gone already). What the text says is decided here, in this order: every text is
+normalised and tokenised with e-mail addresses, URLs and numbers masked; pairs with a blocklisted
+word or phrase in the context or the reply are dropped; exact duplicates (after masking) are
+collapsed to the first one.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from sqlalchemy.orm import Session
 from bot.retraining.blocklist import Blocklist
 from nlp.text import TextProcessor
 from storage import exports
-from storage.exports import PairFilter, TrainingPair
-from storage.feedback import downvoted
+from storage.exports import TrainingPair
 from storage.training_runs import RunInfo
 
 HUMAN, TAUGHT, UPVOTED = "human", "taught", "upvoted"
@@ -76,35 +75,18 @@ def training_pairs_from_logs(
     leaves the newest messages to the next run (see `storage.exports.export_since_run`).
     """
     export = exports.export_since_run(
-        session,
-        since,
-        PairFilter(
-            human_replies=True,
-            bot_replies="upvoted",
-            min_score=1,
-            exclude_opted_out=True,
-            context_turns=context_turns,
-        ),
-        settle=settle,
-        now=now,
+        session, since, context_turns=context_turns, settle=settle, now=now
     )
-    candidates = export.pairs
+    raw_pairs = export.pairs
     dropped: Counter[str] = Counter()
-    with_downvotes = downvoted(
-        session, [p.reply_message_id for p in candidates if p.reply_from_bot and p.reply_message_id]
-    )
-    kept_raw: list[TrainingPair] = []
-    for pair in candidates:
-        if pair.reply_from_bot and pair.reply_message_id in with_downvotes:
-            dropped["downvoted"] += 1
-        else:
-            kept_raw.append(pair)
+    if export.downvoted:
+        dropped["downvoted"] = export.downvoted
 
-    texts = sorted({t for p in kept_raw for t in (*p.context, p.reply)})
+    texts = sorted({t for p in raw_pairs for t in (*p.context, p.reply)})
     tokens = dict(zip(texts, processor.tokenize_many(texts), strict=True))
     pairs: list[LogPair] = []
     seen: set[tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]] = set()
-    for raw in kept_raw:
+    for raw in raw_pairs:
         context = tuple(tuple(tokens[turn]) for turn in raw.context if tokens[turn])
         reply = tuple(tokens[raw.reply])
         if not context or not reply:
@@ -120,7 +102,7 @@ def training_pairs_from_logs(
         pairs.append(LogPair(context, reply, _kind(raw), _key(raw)))
     return LogPairs(
         pairs=pairs,
-        exported=len(candidates),
+        exported=len(raw_pairs) + export.downvoted,
         dropped=dict(dropped),
         last_message_id=export.last_message_id,
         last_taught_pair_id=export.last_taught_pair_id,

@@ -1,4 +1,4 @@
-"""Exports: a user's history as JSONL, and training pairs chosen by filters."""
+"""Exports: a user's history as JSONL, and the training pairs retraining reads."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from storage.conversations import (
 )
 from storage.database import Database
 from storage.errors import NotFoundError
-from storage.exports import PairFilter, export_chat_pairs
+from storage.exports import export_chat_pairs
 from storage.tables import utcnow
 
 PRIVATE = ChatRef("telegram", 1, "private")
@@ -79,9 +79,13 @@ def seeded(database: Database) -> Seeded:
     return Seeded(r1.user_id, bob, group, g1)
 
 
-def _pairs(database: Database, **filters: Any) -> list[tuple[tuple[str, ...], str]]:
+def _export(database: Database, **ranges: Any) -> exports.ChatPairs:
     with database.session() as session:
-        return [(p.context, p.reply) for p in export_chat_pairs(session, PairFilter(**filters))]
+        return export_chat_pairs(session, **ranges)
+
+
+def _pairs(database: Database, **ranges: Any) -> list[tuple[tuple[str, ...], str]]:
+    return [(p.context, p.reply) for p in _export(database, **ranges).pairs]
 
 
 def test_default_pairs_are_human_replies_and_upvoted_bot_replies(
@@ -97,36 +101,30 @@ def test_default_pairs_are_human_replies_and_upvoted_bot_replies(
 
 
 def test_pairs_carry_their_metadata(database: Database, seeded: Seeded) -> None:
-    with database.session() as session:
-        first = export_chat_pairs(session)[0]
+    first = _export(database).pairs[0]
     assert first.source == "chat" and first.reply_from_bot and first.score == 1
     assert first.context_text == "hi" and len(first.context_message_ids) == 1
     assert first.reply_message_id is not None
     assert first.reply_message_id > first.context_message_ids[0]
 
 
-def test_bot_reply_filters(database: Database, seeded: Seeded) -> None:
-    bot_only = {"human_replies": False}
-    assert [r for _, r in _pairs(database, **bot_only, bot_replies="all")] == [
-        "hello",
-        "fine",
-        "ok",
-    ]
-    assert [r for _, r in _pairs(database, **bot_only, bot_replies="not_downvoted")] == [
-        "hello",
-        "fine",
-    ]
-    assert _pairs(database, **bot_only, bot_replies="upvoted", min_score=2) == []
-    assert _pairs(database, human_replies=False, bot_replies="none") == []
+def test_a_bot_reply_needs_a_thumbs_up_and_no_thumbs_down(
+    database: Database, seeded: Seeded
+) -> None:
+    with database.begin() as session:
+        disputed = save_exchange(session, PRIVATE, ALICE, "sure?", "quite sure")
+        feedback.set_feedback(session, disputed.reply_id, disputed.user_id, 1)
+        feedback.set_feedback(session, disputed.reply_id, get_or_create_user(session, BOB), 1)
+        feedback.set_feedback(session, disputed.reply_id, get_or_create_user(session, CAROL), -1)
+    export = _export(database)
+    bot_replies = [p.reply for p in export.pairs if p.reply_from_bot]
+    assert bot_replies == ["hello"]  # not "fine" (no vote), "ok" (👎), "quite sure" (👍👍👎)
+    assert export.downvoted == 1  # "quite sure": a 👍 but also a 👎
 
 
-def test_context_filters_and_longer_contexts(database: Database, seeded: Seeded) -> None:
-    assert [r for _, r in _pairs(database, context_from="bot")] == ["how are you", "great"]
-    assert [r for _, r in _pairs(database, context_from="human")] == [
-        "hello",
-        "yes!",
-        "re: anyone",
-    ]
+def test_longer_contexts_grow_back_from_the_answered_turn(
+    database: Database, seeded: Seeded
+) -> None:
     assert _pairs(database, context_turns=2) == [
         (("hi",), "hello"),  # nothing before the first turn of the chat
         (("hi", "hello"), "how are you"),
@@ -136,40 +134,21 @@ def test_context_filters_and_longer_contexts(database: Database, seeded: Seeded)
     ]
 
 
-def test_opted_out_users_and_same_sender_rules_can_be_relaxed(
+def test_opted_out_users_and_people_continuing_themselves_make_no_pairs(
     database: Database, seeded: Seeded
 ) -> None:
-    relaxed = _pairs(database, exclude_opted_out=False, skip_same_sender=False)
-    assert (("yes!",), "me too") in relaxed
-    assert (("me too",), "hello all") in relaxed
-    assert (("hello all",), "hi carol") in relaxed
-    assert (("re: anyone",), "x") in relaxed
-    assert not any("hello all" in c or r == "hello all" for c, r in _pairs(database))
+    pairs = _pairs(database)
+    assert not any("hello all" in c or r == "hello all" for c, r in pairs)
+    assert (("yes!",), "me too") not in pairs and (("re: anyone",), "x") not in pairs
 
 
-def test_id_time_and_platform_ranges(database: Database, seeded: Seeded) -> None:
+def test_reply_id_ranges(database: Database, seeded: Seeded) -> None:
     after = _pairs(database, after_message_id=seeded.first_group_message)
     assert [r for _, r in after] == ["yes!", "re: anyone"]
     assert _pairs(database, until_message_id=seeded.first_group_message)[-1] == (
         ("fine",),
         "great",
     )
-    assert _pairs(database, since=utcnow() + timedelta(minutes=1)) == []
-    assert _pairs(database, platform="console") == []
-
-
-def test_pairs_further_apart_than_max_gap_are_dropped(database: Database) -> None:
-    with database.begin() as session:
-        chat_id = save_exchange(session, PRIVATE, ALICE, "q", "a").chat_id
-        save_turn(
-            session,
-            chat_id=chat_id,
-            user_id=get_or_create_user(session, ALICE),
-            text="much later",
-            created_at=utcnow() + timedelta(hours=3),
-        )
-    kept = _pairs(database, bot_replies="all", max_gap=timedelta(hours=1))
-    assert kept == [(("q",), "a")]
 
 
 def test_export_since_a_run_returns_only_new_pairs_and_the_next_watermarks(

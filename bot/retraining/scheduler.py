@@ -68,8 +68,8 @@ class Schedule:
 
 
 def parse_cron(expression: str, timezone: str = "UTC") -> CronTrigger:
-    """A standard 5-field crontab expression (minute hour day month weekday), or
-    `InvalidScheduleError` saying what is wrong."""
+    """A standard 5-field crontab expression (minute hour day month weekday) that fires at
+    some time, or `InvalidScheduleError` saying what is wrong."""
     fields = expression.split()
     if len(fields) != 5:
         raise InvalidScheduleError(
@@ -77,9 +77,16 @@ def parse_cron(expression: str, timezone: str = "UTC") -> CronTrigger:
             f"(minute hour day month weekday, e.g. '0 3 * * *'), got {len(fields)}"
         )
     try:
-        return CronTrigger.from_crontab(" ".join(fields), timezone=timezone)
+        trigger = CronTrigger.from_crontab(" ".join(fields), timezone=timezone)
     except (ValueError, LookupError) as exc:
         raise InvalidScheduleError(f"invalid cron expression {expression!r}: {exc}") from None
+    # Each field can be valid and the date still never come (February 30th): stored, such a
+    # schedule would sit in the list and never run.
+    if trigger.get_next_fire_time(None, datetime.now(trigger.timezone)) is None:
+        raise InvalidScheduleError(
+            f"invalid cron expression {expression!r}: it never runs (no such date)"
+        )
+    return trigger
 
 
 def schedule_id(expression: str) -> str:

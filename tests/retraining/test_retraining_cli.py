@@ -54,6 +54,14 @@ def test_a_malformed_cron_expression_exits_2_and_stores_nothing(
     assert _run(capsys, "schedule", "list")[1] == "no retraining schedules\n"
 
 
+def test_a_cron_expression_that_never_runs_exits_2_and_stores_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = _run(capsys, "schedule", "add", "--cron", "0 0 30 2 *")
+    _one_line_error(code, err, "'0 0 30 2 *': it never runs")
+    assert _run(capsys, "schedule", "list")[1] == "no retraining schedules\n"
+
+
 def test_model_list_activate_and_rollback(
     capsys: pytest.CaptureFixture[str], db: Database, model_dir: Path, tmp_path: Path
 ) -> None:

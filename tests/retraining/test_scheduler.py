@@ -35,6 +35,19 @@ def test_a_malformed_cron_expression_is_refused_and_nothing_is_stored(
     assert schedules.list() == []
 
 
+@pytest.mark.parametrize("expression", ["0 0 30 2 *", "0 0 31 4 *"])
+def test_a_cron_expression_that_never_runs_is_refused_and_nothing_is_stored(
+    settings: Settings, db: Database, expression: str
+) -> None:
+    schedules = RetrainScheduler(settings, db)
+    nightly = schedules.add("0 3 * * *")
+    with pytest.raises(InvalidScheduleError, match="never runs"):
+        schedules.add(expression)
+    with pytest.raises(InvalidScheduleError, match="never runs"):
+        schedules.replace_all(expression)  # what /schedule <cron> does
+    assert schedules.list() == [nightly]  # and the schedule in place stays
+
+
 def test_schedules_are_added_listed_and_removed(settings: Settings, db: Database) -> None:
     schedules = RetrainScheduler(settings, db)
     nightly = schedules.add("0 3 * * *")

@@ -256,6 +256,7 @@ def _sizes(text: str | None) -> list[int]:
 
 
 def run_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from nlp.checkpoint import read_config
     from nlp.evaluation import evaluate_checkpoint, record_metrics
 
     if args.limit is not None and args.limit < 1:
@@ -266,6 +267,7 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.compare or args.compare_decoding:
         raise CliError("--compare and --compare-decoding need --prompts")
     out = args.out or args.checkpoint / f"eval-{args.split}.json"
+    read_config(args.checkpoint)  # a missing checkpoint is the error, not its output directory
     _check_writable(out)
     metrics = evaluate_checkpoint(
         args.checkpoint,

@@ -1,8 +1,9 @@
 """Fixtures shared across test packages: a fresh database on SQLite and on PostgreSQL, empty
 (`empty_database_url`) or migrated (`database`), and a tiny trained model.
 
-`backend` parametrises a test over both; PostgreSQL tests skip (with the reason) only when no
-server answers at `CHATBOT_TEST_POSTGRES_URL` (default: the local server, database `test`).
+`backend` parametrises a test over both (PostgreSQL only outside the fast tier, see BACKENDS);
+PostgreSQL tests skip (with the reason) only when no server answers at
+`CHATBOT_TEST_POSTGRES_URL` (default: the local server, database `test`).
 Each test gets its own database: a file in `tmp_path`, or on PostgreSQL a uniquely named schema
 (the URL's `search_path` points at it) dropped afterwards. Schemas, not databases: on this machine
 DROP DATABASE took up to 2 s, a schema well under 0.1 s.
@@ -35,7 +36,10 @@ from storage import schema_revision
 from storage.database import Database, normalize_url
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-BACKENDS = ("sqlite", "postgres")
+# PostgreSQL runs in `make test` and CI; the fast tier (`-m "not slow"`) keeps to SQLite, where a
+# database is a file copy, not a schema migrated for each test (measured: 76 PostgreSQL tests
+# took 46 s, their 87 SQLite twins 15 s).
+BACKENDS = ("sqlite", pytest.param("postgres", marks=pytest.mark.slow))
 
 
 @dataclass

@@ -134,6 +134,7 @@ def _says_phrase(tokens: list[str], phrase: tuple[str, ...]) -> bool:
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
+@pytest.mark.slow  # trains its own model
 def test_blocklisted_words_and_phrases_are_never_generated(
     zork_model_dir: Path, blocklist_file: Path, strategy: str
 ) -> None:
@@ -147,6 +148,7 @@ def test_blocklisted_words_and_phrases_are_never_generated(
         assert not _says_phrase(reply.tokens, ("old", "cheese")), reply.text
 
 
+@pytest.mark.slow  # trains its own model
 def test_the_attention_view_obeys_the_blocklist(zork_model_dir: Path, blocklist_file: Path) -> None:
     safe = Responder(zork_model_dir, DecodingSettings(blocklist_path=blocklist_file))
     _, reply, _ = safe.attention("who are you?")
@@ -221,6 +223,7 @@ def test_pii_like_tokens_are_banned_and_placeholders_are_not() -> None:
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
+@pytest.mark.slow  # trains its own model
 def test_learned_numbers_addresses_and_links_are_never_said(
     unmasked_model_dir: Path, strategy: str
 ) -> None:
@@ -265,6 +268,7 @@ def _wordless(tokens: list[str]) -> bool:
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 @pytest.mark.parametrize("min_length", [0, 2])
+@pytest.mark.slow  # trains its own model
 def test_a_reply_is_never_only_placeholders_or_punctuation(
     placeholder_model_dir: Path, strategy: str, min_length: int
 ) -> None:
@@ -280,6 +284,7 @@ def test_a_reply_is_never_only_placeholders_or_punctuation(
             assert not re.search(r"\d|<|\(link\)|\(e-mail\)", reply.text), reply.text
 
 
+@pytest.mark.slow  # trains its own model
 def test_placeholders_in_a_reply_are_rendered_as_words(placeholder_model_dir: Path) -> None:
     responder = Responder(placeholder_model_dir)
     replies = responder.generate(_contexts(PLACEHOLDER_PAIRS))

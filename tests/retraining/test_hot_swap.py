@@ -39,6 +39,7 @@ def _wave(service: DialogueService, wave: int, chats: int = 24) -> list[asyncio.
     ]
 
 
+@pytest.mark.slow  # trains a second version
 async def test_messages_during_an_activation_are_each_answered_by_one_version(
     db: Database, model_dir: Path, v2_dir: Path
 ) -> None:

@@ -49,7 +49,7 @@ def retrain_env(
         "CHATBOT_MODEL_DIR": str(shipped),
         **{
             f"CHATBOT_RETRAIN__{name.upper()}": json.dumps(value)
-            if isinstance(value, list)
+            if isinstance(value, (list, dict))
             else str(value)
             for name, value in settings.items()
         },

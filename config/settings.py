@@ -6,13 +6,23 @@ as an argument, so tests can build settings by hand and nothing deep inside read
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
 
 
 class TextSettings(BaseModel):
@@ -144,6 +154,10 @@ class DialogueSettings(BaseModel):
     max_batch_size: int = Field(32, ge=1)
 
 
+# Fine-tuning a trained model differs from training one from scratch in these settings only.
+_FINE_TUNING: dict[str, Any] = {"max_epochs": 3, "learning_rate": 5e-4, "time_budget_minutes": 30.0}
+
+
 class RetrainSettings(BaseModel):
     """Retraining on new chat logs (`chatbot retrain`, `/retrain`, the scheduler)."""
 
@@ -158,14 +172,11 @@ class RetrainSettings(BaseModel):
     new_pair_repeats: int = Field(2, ge=1)
     new_word_min_count: int = Field(2, ge=1)  # a new word needs this many uses to get a row
     max_new_words: int = Field(2000, ge=0)
-    epochs: int = Field(3, ge=1)
-    learning_rate: float = Field(5e-4, gt=0)
-    batch_size: int = Field(64, ge=1)
-    time_budget_minutes: float = Field(30.0, gt=0)  # training; then the worker stops itself
+    # How the worker trains (env CHATBOT_RETRAIN__TRAINING__LEARNING_RATE, ...). Fields not given
+    # keep the fine-tuning defaults (_FINE_TUNING), not those of training from scratch.
+    training: TrainingSettings = Field(default_factory=lambda: TrainingSettings(**_FINE_TUNING))
     grace_minutes: float = Field(10.0, ge=0)  # loading + evaluation on top, then it is killed
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
     cpu_threads: int = Field(0, ge=0)  # torch threads of the training process; 0: torch decides
-    seed: int = 1234
     # The gate: base-validation perplexity may worsen by this fraction at most, and perplexity
     # on the held-out new pairs must improve.
     ppl_tolerance: float = Field(0.05, ge=0)
@@ -175,6 +186,84 @@ class RetrainSettings(BaseModel):
     timezone: str = "UTC"
     misfire_grace_seconds: int = Field(3600, ge=1)  # a run missed by less still happens once
     poll_seconds: float = Field(30.0, gt=0)  # how often a scheduler rereads the job store
+
+    @field_validator("training", mode="before")
+    @classmethod
+    def _over_fine_tuning_defaults(cls, value: object) -> object:
+        """`CHATBOT_RETRAIN__TRAINING__LEARNING_RATE` alone must not bring back 20 epochs."""
+        return {**_FINE_TUNING, **value} if isinstance(value, Mapping) else value
+
+    @field_validator("training")
+    @classmethod
+    def _has_time_budget(cls, value: TrainingSettings) -> TrainingSettings:
+        """The worker's hard time limit is this budget plus `grace_minutes`."""
+        if value.time_budget_minutes is None or value.time_budget_minutes <= 0:
+            raise ValueError("time_budget_minutes must be a positive number of minutes")
+        return value
+
+
+# One spelling per environment variable. These settings live in nested sections, but the
+# environment names them as the README does (e.g. CHATBOT_TELEGRAM_TOKEN, through the flat fields
+# of `Settings`); the nested spelling, or a retraining setting's name before it moved into
+# `retrain.training`, is refused with the name to use instead.
+_RENAMED: dict[tuple[str, str], str] = {
+    ("telegram", "token"): "CHATBOT_TELEGRAM_TOKEN",
+    ("telegram", "base_url"): "CHATBOT_TELEGRAM_BASE_URL",
+    ("telegram", "admin_ids"): "CHATBOT_ADMIN_IDS",
+    ("storage", "auto_upgrade"): "CHATBOT_DB_AUTO_UPGRADE",
+    ("retrain", "epochs"): "CHATBOT_RETRAIN__TRAINING__MAX_EPOCHS",
+    ("retrain", "learning_rate"): "CHATBOT_RETRAIN__TRAINING__LEARNING_RATE",
+    ("retrain", "batch_size"): "CHATBOT_RETRAIN__TRAINING__BATCH_SIZE",
+    ("retrain", "time_budget_minutes"): "CHATBOT_RETRAIN__TRAINING__TIME_BUDGET_MINUTES",
+    ("retrain", "device"): "CHATBOT_RETRAIN__TRAINING__DEVICE",
+    ("retrain", "seed"): "CHATBOT_RETRAIN__TRAINING__SEED",
+}
+# Settings that are gone: set anyway, they are ignored with one warning that says why.
+_REMOVED: dict[tuple[str, str], str] = {
+    ("dialogue", "context_turns"): "the number of context turns is now the active model's own "
+    "(from its data recipe)",
+}
+
+
+def _env_name(section: str, key: str) -> str:
+    return f"CHATBOT_{section.upper()}__{key.upper()}"
+
+
+class _OneSpelling(PydanticBaseSettingsSource):
+    """The environment (or `.env`) as read by `inner`, checked against `_RENAMED` and
+    `_REMOVED`: a renamed variable is a `SettingsError`, a removed one a warning."""
+
+    def __init__(self, inner: PydanticBaseSettingsSource, warned: set[str]) -> None:
+        super().__init__(inner.settings_cls)
+        self.inner = inner
+        self.warned = warned  # shared by the env and `.env` sources: one warning per name
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.inner.get_field_value(field, field_name)
+
+    def _set_current_state(self, state: dict[str, Any]) -> None:
+        super()._set_current_state(state)
+        self.inner._set_current_state(state)
+
+    def _set_settings_sources_data(self, states: dict[str, dict[str, Any]]) -> None:
+        super()._set_settings_sources_data(states)
+        self.inner._set_settings_sources_data(states)
+
+    def __call__(self) -> dict[str, Any]:
+        values = self.inner()
+        for (section, key), name in _RENAMED.items():
+            if isinstance(values.get(section), Mapping) and key in values[section]:
+                raise SettingsError(
+                    f"{_env_name(section, key)} is not read any more: set {name} instead"
+                )
+        for (section, key), why in _REMOVED.items():
+            found = values.get(section)
+            if isinstance(found, dict) and found.pop(key, None) is not None:
+                name = _env_name(section, key)
+                if name not in self.warned:
+                    self.warned.add(name)
+                    log.warning("%s is ignored: %s", name, why)
+        return values
 
 
 class Settings(BaseSettings):
@@ -200,11 +289,30 @@ class Settings(BaseSettings):
     dialogue: DialogueSettings = Field(default_factory=DialogueSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
 
-    # Flat aliases the issues name: CHATBOT_TELEGRAM_TOKEN, CHATBOT_ADMIN_IDS, ...
+    # The environment's one spelling of four nested settings (CHATBOT_TELEGRAM_TOKEN,
+    # CHATBOT_TELEGRAM_BASE_URL, CHATBOT_ADMIN_IDS, CHATBOT_DB_AUTO_UPGRADE; see _RENAMED): given,
+    # they are copied into their sections, which is where the code reads them.
     telegram_token: SecretStr | None = Field(default=None, exclude=True)
     telegram_base_url: str | None = Field(default=None, exclude=True)
     admin_ids: Annotated[list[int] | None, NoDecode] = Field(default=None, exclude=True)
     db_auto_upgrade: bool | None = Field(default=None, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        warned: set[str] = set()
+        return (
+            init_settings,
+            _OneSpelling(env_settings, warned),
+            _OneSpelling(dotenv_settings, warned),
+            file_secret_settings,
+        )
 
     @field_validator("admin_ids", mode="before")
     @classmethod

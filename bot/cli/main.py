@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from bot.cli import chat, db, model_admin, model_commands, retrain, schedule, telegram
 from bot.cli.errors import CliError, one_line
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         print(f"chatbot {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ValidationError as exc:
+    except (ValidationError, SettingsError) as exc:  # SettingsError: e.g. a renamed variable
         print(f"chatbot: invalid setting {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -8,7 +8,6 @@ too few new pairs (`--force` trains on them anyway), a bad setting.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 
 from bot.cli.errors import CliError
@@ -49,5 +48,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise CliError(str(exc)) from None
     finally:
         db.dispose()
-    print(json.dumps(outcome.as_dict(), indent=2))
+    print(outcome.to_json())
     return EXIT_FAILED if outcome.status == "failed" else 0

@@ -21,6 +21,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bot.retraining.gate import Scores
+from bot.retraining.runs import RunMetrics
 from config import Settings
 from nlp.checkpoint import METRICS, read_config
 from storage import model_versions, training_runs
@@ -80,15 +82,15 @@ def promote(
     *,
     parent: str,
     run_id: int,
-    version_metrics: dict[str, Any],
-    run_metrics: dict[str, Any],
+    scores: Scores,
+    run_metrics: RunMetrics,
     new_pairs: int,
     total_pairs: int,
     last_message_id: int | None,
     last_taught_pair_id: int | None,
 ) -> VersionInfo:
-    """Move the staged checkpoint to `target`, then register + activate it and finish the run
-    in one transaction (see the module docstring)."""
+    """Move the staged checkpoint to `target`, then register + activate it (with its `scores`)
+    and finish the run in one transaction (see the module docstring)."""
     if target.exists():
         raise FileExistsError(f"version directory {target} exists already")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -98,14 +100,18 @@ def promote(
 
     def register(session: Session) -> VersionInfo:
         version = model_versions.register_version(
-            session, name, str(target.resolve()), metrics=version_metrics, parent=parent
+            session,
+            name,
+            str(target.resolve()),
+            metrics={**scores.as_dict(), "parent": parent, "run": run_id},
+            parent=parent,
         )
         training_runs.finish_run(
             session,
             run_id,
             new_pairs=new_pairs,
             total_pairs=total_pairs,
-            metrics={**run_metrics, "candidate_version": name},
+            metrics=run_metrics.model_copy(update={"candidate_version": name}).stored(),
             model_version_id=version.id,
             last_message_id=last_message_id,
             last_taught_pair_id=last_taught_pair_id,

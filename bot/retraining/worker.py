@@ -1,79 +1,47 @@
 """The training process: `python -m bot.retraining.worker WORK_DIR/job.json`.
 
-It fine-tunes the parent checkpoint on the job's pairs and writes everything into WORK_DIR only:
-`train/` (the trainer's best checkpoint), `candidate/` (the checkpoint to serve, written
-atomically, without optimizer state), `status.json` (a heartbeat: phase and epoch), `result.json`
-(both models' perplexities on the held-out sets; written last, atomically) and `worker.log`.
-It never touches the database or any other directory, so killing it at any moment (`kill -9`, the
-parent's time limit) can only leave an unfinished WORK_DIR behind, which the parent removes.
-If the parent process dies, the worker notices within a second and exits.
+It reads its `WorkerJob` (and deletes the file at once: it holds people's pairs), fine-tunes the
+parent checkpoint on the job's pairs and writes into WORK_DIR only: `train/` (the trainer's best
+checkpoint), `candidate/` (the checkpoint to serve, written atomically, without optimizer state),
+`status.json` (a heartbeat: phase and epoch), `result.json` (a `WorkerResult`: both models'
+perplexities on the held-out sets; written last, atomically) and `worker.log`. It never touches
+the database or any other directory, so killing it at any moment (`kill -9`, the parent's time
+limit) can only leave an unfinished WORK_DIR behind, which the parent removes (or, if the parent
+died too, `recovery` at the next start). If the parent process dies, the worker notices within a
+second and exits.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import os
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-JOB, STATUS, RESULT, LOG = "job.json", "status.json", "result.json", "worker.log"
-TRAIN_DIR, CANDIDATE_DIR = "train", "candidate"
+from bot.retraining.contract import (
+    CANDIDATE_DIR,
+    TRAIN_DIR,
+    PairSizes,
+    TokenizedTurnsPair,
+    TrainingSummary,
+    WorkerJob,
+    WorkerResult,
+    WorkerStatus,
+)
+from bot.retraining.gate import Scores
+
 EXIT_PARENT_GONE = 70
 
 log = logging.getLogger("bot.retraining.worker")
 
 
-@dataclass
-class WorkerJob:
-    """Everything the worker needs, as JSON: tokenised pairs and plain settings."""
-
-    parent_dir: str
-    work_dir: str
-    new_train: list[dict[str, Any]]  # {"context": [[token, ...], ...], "reply": [token, ...]}
-    new_heldout: list[dict[str, Any]]
-    base_sources: list[str]
-    base_sample_pairs: int
-    new_pair_repeats: int
-    new_word_min_count: int
-    max_new_words: int
-    training: dict[str, Any]  # TrainingSettings fields
-    cpu_threads: int = 0  # 0: torch's default
-    info: dict[str, Any] = field(default_factory=dict)  # recorded in the candidate's config
-
-    def save(self) -> Path:
-        path = Path(self.work_dir) / JOB
-        write_json_atomically(path, asdict(self))
-        return path
-
-    @classmethod
-    def load(cls, path: Path) -> WorkerJob:
-        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
-
-
-def write_json_atomically(path: Path, data: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON file another process writes atomically; None while it does not exist."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-
-
-def run(job: WorkerJob) -> dict[str, Any]:
+def run(job: WorkerJob) -> WorkerResult:
     """Fine-tune, save the candidate, score both models; returns (and writes) the result."""
     import torch
 
-    from config import TrainingSettings
     from nlp.checkpoint import Checkpoint, load_checkpoint, read_config, save_checkpoint
     from nlp.datasets import TokenizedPair
     from nlp.device import resolve_device
@@ -82,20 +50,18 @@ def run(job: WorkerJob) -> dict[str, Any]:
 
     if job.cpu_threads:
         torch.set_num_threads(job.cpu_threads)
-    work = Path(job.work_dir)
-    status = _Status(work / STATUS)
-    status.set("loading")
-    training = TrainingSettings(**job.training)
+    work, training = job.work_dir, job.training
+    WorkerStatus(phase="loading").save(work)
     device = resolve_device(training.device)
-    parent = load_checkpoint(Path(job.parent_dir))
-    parent_fp16 = read_config(Path(job.parent_dir)).get("weights_dtype") == "float16"
+    parent = load_checkpoint(job.parent_dir)
+    parent_fp16 = read_config(job.parent_dir).get("weights_dtype") == "float16"
     processor = TextProcessor(parent.text_settings)
     base = base_pairs(
         job.base_sources, processor, parent.recipe, job.base_sample_pairs, training.seed
     )
 
-    def tokenized(pairs: list[dict[str, Any]]) -> list[TokenizedPair]:
-        made = (tokenized_pair(parent.recipe, p["context"], p["reply"]) for p in pairs)
+    def tokenized(pairs: list[TokenizedTurnsPair]) -> list[TokenizedPair]:
+        made = (tokenized_pair(parent.recipe, p.context, p.reply) for p in pairs)
         return [p for p in made if p is not None]
 
     new_train, heldout = tokenized(job.new_train), tokenized(job.new_heldout)
@@ -112,8 +78,8 @@ def run(job: WorkerJob) -> dict[str, Any]:
         "base_pairs": len(base.train_sample),
         "words_added": len(added),
     }
-    status.set("training", epoch=0, epochs=training.max_epochs)
-    result = fine_tune(
+    WorkerStatus(phase="training", epoch=0, epochs=training.max_epochs).save(work)
+    trained = fine_tune(
         parent,
         train,
         base.valid + heldout,
@@ -121,12 +87,12 @@ def run(job: WorkerJob) -> dict[str, Any]:
         work / TRAIN_DIR,
         device,
         info=info,
-        on_epoch_end=lambda record: status.set(
-            "training", epoch=record["epoch"], epochs=training.max_epochs
-        ),
+        on_epoch_end=lambda record: WorkerStatus(
+            phase="training", epoch=record["epoch"], epochs=training.max_epochs
+        ).save(work),
     )
 
-    status.set("saving")
+    WorkerStatus(phase="saving").save(work)
     best = load_checkpoint(work / TRAIN_DIR)
     candidate_dir = save_checkpoint(
         work / CANDIDATE_DIR,
@@ -142,51 +108,44 @@ def run(job: WorkerJob) -> dict[str, Any]:
         fp16=parent_fp16,
     )
 
-    status.set("evaluating")
-    scores = {}
-    for name, directory in (("active", Path(job.parent_dir)), ("candidate", candidate_dir)):
+    WorkerStatus(phase="evaluating").save(work)
+    scores: list[Scores] = []
+    for directory in (job.parent_dir, candidate_dir):
         checkpoint = load_checkpoint(directory, device)
-        scores[name] = {
-            "base_ppl": perplexity(checkpoint, base.valid, device),
-            "new_ppl": perplexity(checkpoint, heldout, device),
-        }
+        scores.append(
+            Scores(
+                base_ppl=perplexity(checkpoint, base.valid, device),
+                new_ppl=perplexity(checkpoint, heldout, device),
+            )
+        )
         del checkpoint
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    outcome = {
-        "candidate_dir": str(candidate_dir),
-        "words_added": len(added),
-        "new_words": added[:50],
-        "pairs": {
-            "train": len(new_train),
-            "heldout": len(heldout),
-            "base_sample": len(base.train_sample),
-            "base_valid": len(base.valid),
-        },
-        "training": {
-            "epochs": result.epochs,
-            "steps": result.steps,
-            "seconds": round(result.seconds, 2),
-            "stopped_because": result.stopped_because,
-            "best_valid_loss": result.best_valid_loss,
-            "device": str(device),
-        },
-        **scores,
-    }
-    write_json_atomically(work / RESULT, outcome)
-    status.set("done")
-    return outcome
-
-
-class _Status:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def set(self, phase: str, **details: Any) -> None:
-        write_json_atomically(
-            self.path,
-            {"phase": phase, "pid": os.getpid(), "at": time.time(), **details},
-        )
+    result = WorkerResult(
+        candidate_dir=candidate_dir,
+        words_added=len(added),
+        pairs=PairSizes(
+            train=len(new_train),
+            heldout=len(heldout),
+            base_sample=len(base.train_sample),
+            base_valid=len(base.valid),
+        ),
+        training=TrainingSummary(
+            epochs=trained.epochs,
+            steps=trained.steps,
+            seconds=round(trained.seconds, 2),
+            stopped_because=trained.stopped_because,
+            best_valid_loss=(
+                trained.best_valid_loss if math.isfinite(trained.best_valid_loss) else None
+            ),
+            device=str(device),
+        ),
+        parent=scores[0],
+        candidate=scores[1],
+    )
+    result.save(work)
+    WorkerStatus(phase="done").save(work)
+    return result
 
 
 def _exit_when_orphaned(parent_pid: int) -> None:
@@ -209,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(
         target=_exit_when_orphaned, args=(os.getppid(),), daemon=True, name="orphan-watch"
     ).start()
-    job = WorkerJob.load(Path(args[0]))
+    job_file = Path(args[0])
+    job = WorkerJob.load(job_file)
+    job_file.unlink()  # people's pairs: on disk no longer than it takes to read them
     run(job)
     return 0
 

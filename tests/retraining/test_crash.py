@@ -1,6 +1,7 @@
 """`kill -9` in the middle of a retraining: of the training process, or of the process running
 the job. The active model, every earlier version and the data stay as they were, the run is
-marked failed (at once, or at the next start), and the next run works."""
+marked failed (at once, or at the next start), no copy of the pairs is left on disk, and the next
+run works."""
 
 from __future__ import annotations
 
@@ -10,18 +11,28 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from bot.retraining import job, recovery
+from bot.retraining.contract import JOB, WorkerStatus, read_status
 from bot.retraining.job import RetrainOutcome
-from bot.retraining.worker import STATUS, read_json
 from config import Settings
 from storage import model_versions, training_runs
+from storage.conversations import ChatRef, get_or_create_chat, get_or_create_user, save_turn
 from storage.database import Database
 from storage.tables import Message
-from tests.support.retraining import PATTERN, cli_env, seed_pattern, tree_digest
+from storage.training_runs import RunInfo
+from tests.support.retraining import (
+    ANN,
+    BOB,
+    PATTERN,
+    cli_env,
+    seed_pattern,
+    tree_digest,
+    with_retrain,
+)
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow  # real processes trained, then killed
@@ -31,20 +42,28 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def _endless(settings: Settings) -> Settings:
     """Training that would run for many minutes: it is always killed mid-way."""
-    slow = settings.retrain.model_copy(update={"epochs": 100_000, "time_budget_minutes": 10})
-    return settings.model_copy(update={"retrain": slow})
+    return with_retrain(
+        settings,
+        training={
+            "max_epochs": 100_000,
+            "early_stopping_patience": 100_000,
+            "time_budget_minutes": 10,
+        },
+    )
 
 
-def _wait_for_training(settings: Settings, db: Database, timeout: float = 60) -> dict[str, Any]:
+def _wait_for_training(
+    settings: Settings, db: Database, timeout: float = 60
+) -> tuple[WorkerStatus, RunInfo]:
     """The worker's heartbeat once it has finished an epoch (a checkpoint is half-way there)."""
 
-    def heartbeat() -> dict[str, Any] | None:
+    def heartbeat() -> tuple[WorkerStatus, RunInfo] | None:
         run = db.read(training_runs.running_run)
         if run is None:
             return None
-        status = read_json(recovery.work_dir(settings, run.id) / STATUS)
-        if status and status["phase"] == "training" and status.get("epoch", 0) >= 1:
-            return {**status, "run": run}
+        status = read_status(recovery.work_dir(settings, run.id))
+        if status and status.phase == "training" and (status.epoch or 0) >= 1:
+            return status, run
         return None
 
     return wait_until(heartbeat, timeout, what="the worker to report a finished epoch")
@@ -100,10 +119,10 @@ def test_kill_9_of_the_training_process_fails_the_run_and_changes_nothing_else(
         target=lambda: outcome.append(job.run_retrain(_endless(settings), db, trigger="test"))
     )
     runner.start()
-    status = _wait_for_training(settings, db)
-    assert status["run"].metrics["worker_pid"] == status["pid"]
+    status, run = _wait_for_training(settings, db)
+    assert (run.metrics or {})["worker_pid"] == status.pid
 
-    os.kill(status["pid"], signal.SIGKILL)
+    os.kill(status.pid, signal.SIGKILL)
     runner.join(timeout=60)
 
     [killed] = outcome
@@ -117,7 +136,49 @@ def test_kill_9_of_the_training_process_fails_the_run_and_changes_nothing_else(
 
     following = job.run_retrain(settings, db, trigger="test")
     assert following.status == "promoted" and following.parent_version == "default"
-    assert following.metrics["pairs"]["new"] == len(PATTERN)  # the same pairs again
+    assert following.metrics.pairs is not None
+    assert following.metrics.pairs.new == len(PATTERN)  # the same pairs again
+
+
+SECRET = "zorblaxian"  # a word nobody else uses: where it is found, a copy of the pairs is
+
+
+def test_a_killed_worker_leaves_no_copy_of_the_pairs_on_disk(
+    settings: Settings, db: Database
+) -> None:
+    seed_pattern(db)
+
+    def confide(session: Session) -> None:
+        chat = get_or_create_chat(session, ChatRef("telegram", -9001, "group"))
+        ann, bob = get_or_create_user(session, ANN), get_or_create_user(session, BOB)
+        save_turn(session, chat_id=chat, user_id=ann, text=f"my password is {SECRET}")
+        save_turn(session, chat_id=chat, user_id=bob, text=f"{SECRET} is a strong one")
+
+    db.transact(confide)
+    outcome: list[RetrainOutcome] = []
+    runner = threading.Thread(
+        target=lambda: outcome.append(job.run_retrain(_endless(settings), db, trigger="test"))
+    )
+    runner.start()
+    status, run = _wait_for_training(settings, db)
+    # The job file held the pairs as they were sent: the worker deleted it once read.
+    assert not (recovery.work_dir(settings, run.id) / JOB).exists()
+
+    os.kill(status.pid, signal.SIGKILL)
+    runner.join(timeout=60)
+
+    [killed] = outcome
+    assert killed.status == "failed"
+    database = db.url.database
+    assert database is not None and Path(database).parent == settings.data_dir
+    copies = [
+        path
+        for path in settings.data_dir.rglob("*")
+        if path.is_file()
+        and not path.name.startswith(Path(database).name)  # the logs themselves, and journals
+        and SECRET.encode() in path.read_bytes()
+    ]
+    assert copies == []
 
 
 def test_kill_9_of_the_job_process_is_failed_at_the_next_start_and_the_next_run_works(
@@ -137,18 +198,18 @@ def test_kill_9_of_the_job_process_is_failed_at_the_next_start_and_the_next_run_
         stderr=subprocess.DEVNULL,
     )
     try:
-        status = _wait_for_training(settings, db)
+        status, orphan = _wait_for_training(settings, db)
         cli.kill()  # SIGKILL: no cleanup of any kind in the job's process
         cli.wait()
     finally:
         if cli.poll() is None:
             cli.kill()
-    orphan = status["run"]
     wait_until(
-        lambda: not _alive(status["pid"]), 10, what="the training process to die with its parent"
+        lambda: not _alive(status.pid), 10, what="the training process to die with its parent"
     )
     assert db.read(training_runs.get_run, orphan.id).status == "running"  # nobody told the db
     _assert_untouched(db, model_dir, tmp_path, history)
+    assert not (recovery.work_dir(settings, orphan.id) / JOB).exists()  # no pairs left behind
 
     following = job.run_retrain(settings, db, trigger="test")
 

@@ -11,13 +11,20 @@ import pytest
 from bot.dialogue import DialogueService, Incoming
 from bot.model_slot import ModelSlot
 from bot.retraining import job, versions
+from bot.retraining.collect import collect, split_heldout
 from bot.retraining.errors import NotEnoughPairsError
 from config import DialogueSettings, Settings
 from nlp.checkpoint import load_checkpoint
 from storage import model_versions, training_runs
 from storage.database import Database
 from storage.errors import TrainingRunInProgressError
-from tests.support.retraining import PATTERN, PATTERN_REPLY, seed_pattern, tree_digest
+from tests.support.retraining import (
+    PATTERN,
+    PATTERN_REPLY,
+    seed_pattern,
+    tree_digest,
+    with_retrain,
+)
 
 
 def _ask(text: str) -> Incoming:
@@ -40,8 +47,8 @@ async def test_a_candidate_that_learnt_a_new_pattern_is_promoted_and_answers_it(
         assert outcome.status == "promoted", outcome.metrics
         assert outcome.parent_version == versions.VERSION_ZERO
         assert outcome.active_version == outcome.candidate_version
-        trained, _ = job.split_heldout(
-            job.collect(settings, db, None, model_dir)[0].pairs, settings.retrain.heldout_fraction
+        trained, _ = split_heldout(
+            collect(settings, db, None, model_dir).pairs, settings.retrain.heldout_fraction
         )
         asked = [p.context_text for p in trained]
         assert asked, "some pattern pairs are trained on"
@@ -84,9 +91,7 @@ def test_a_candidate_made_worse_on_purpose_is_rejected_and_the_active_model_stay
     seed_pattern(db)
     before = tree_digest(model_dir)
     # A learning rate fifty times too high wrecks what the model knew.
-    wrecking = settings.model_copy(
-        update={"retrain": settings.retrain.model_copy(update={"learning_rate": 0.5, "epochs": 3})}
-    )
+    wrecking = with_retrain(settings, training={"learning_rate": 0.5, "max_epochs": 3})
 
     outcome = job.run_retrain(wrecking, db, trigger="test")
 
@@ -105,7 +110,7 @@ def test_a_candidate_made_worse_on_purpose_is_rejected_and_the_active_model_stay
     )
     # The watermarks did not move: the same pairs are offered to the next run.
     assert run.last_message_id is None and run.last_taught_pair_id is None
-    again, _ = job.collect(settings, db, db.read(training_runs.last_successful_run), model_dir)
+    again = collect(settings, db, db.read(training_runs.last_successful_run), model_dir)
     assert len(again) == len(PATTERN)
 
 
@@ -139,13 +144,7 @@ def test_a_worker_past_its_time_limit_is_stopped_and_the_run_fails(
 ) -> None:
     seed_pattern(db)
     before = tree_digest(model_dir)
-    hurried = settings.model_copy(
-        update={
-            "retrain": settings.retrain.model_copy(
-                update={"time_budget_minutes": 0.001, "grace_minutes": 0}
-            )
-        }
-    )
+    hurried = with_retrain(settings, training={"time_budget_minutes": 0.001}, grace_minutes=0)
 
     outcome = job.run_retrain(hurried, db, trigger="test")
 
@@ -164,13 +163,7 @@ def test_a_crashing_worker_fails_the_run_with_the_reason(
     settings: Settings, db: Database, model_dir: Path, tmp_path: Path
 ) -> None:
     seed_pattern(db)
-    broken = settings.model_copy(
-        update={
-            "retrain": settings.retrain.model_copy(
-                update={"base_sources": [str(tmp_path / "gone.tsv")]}
-            )
-        }
-    )
+    broken = with_retrain(settings, base_sources=[str(tmp_path / "gone.tsv")])
 
     outcome = job.run_retrain(broken, db, trigger="test")
 

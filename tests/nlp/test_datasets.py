@@ -20,6 +20,7 @@ from nlp.text import TextProcessor
 from nlp.vocabulary import PAD_ID, SEP
 
 
+@pytest.mark.slow  # reads the whole chitchat corpus
 def test_chitchat_dataset_has_all_conversations() -> None:
     dialogues = load_source("chitchat")
     assert len(dialogues) == 7168
@@ -81,6 +82,7 @@ def test_length_filter_drops_long_replies_and_cuts_long_contexts() -> None:
     assert tokenized[0].context == ["c", "d", "e", "f"]  # the most recent words are kept
 
 
+@pytest.mark.slow  # reads the whole chitchat corpus
 def test_split_is_by_conversation_and_deterministic() -> None:
     dialogues = load_source("chitchat")[:2000]
     pairs = make_pairs(dialogues)

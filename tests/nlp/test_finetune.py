@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from config import TrainingSettings
@@ -46,6 +47,7 @@ def test_new_frequent_words_get_rows_and_every_old_weight_is_kept(tiny_model_dir
         assert torch.equal(grown[name][: tensor.size(0)], tensor), name
 
 
+@pytest.mark.slow  # a real fine-tune
 def test_fine_tuning_learns_the_new_pairs_and_keeps_the_old_ones(
     tiny_model_dir: Path, tiny_pairs_file: Path, tmp_path: Path
 ) -> None:

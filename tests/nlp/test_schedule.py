@@ -94,6 +94,7 @@ def test_training_ends_annealed_at_its_step_budget(tiny_pairs_file: Path, tmp_pa
     assert trainer.schedule.factor(result.steps, 0.0) == 0.0
 
 
+@pytest.mark.slow  # trains its own tiny models
 def test_resuming_mid_schedule_continues_it(tiny_pairs_file: Path, tmp_path: Path) -> None:
     whole, (train, valid) = _trainer(tiny_pairs_file, tmp_path / "whole", validate_every_steps=8)
     whole_rates = _record_rates(whole)
@@ -118,6 +119,7 @@ def test_resuming_mid_schedule_continues_it(tiny_pairs_file: Path, tmp_path: Pat
     assert resumed_rates == pytest.approx(whole_rates[8:])
 
 
+@pytest.mark.slow  # trains its own tiny models
 def test_weight_averaging_is_kept_only_when_it_validates_better(
     tiny_pairs_file: Path, tmp_path: Path
 ) -> None:

@@ -1,6 +1,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from config import TextSettings
 from nlp.checkpoint import load_checkpoint
 from nlp.responder import Responder
@@ -39,6 +41,7 @@ def test_max_steps_and_time_budget_stop_training(tiny_pairs_file: Path, tmp_path
     assert result.stopped_because == "time_budget" and result.steps == 1
 
 
+@pytest.mark.slow  # trains its own tiny models
 def test_resume_continues_the_saved_run(tiny_pairs_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     first = train_tiny(out, tiny_pairs_file, max_epochs=2)
@@ -57,6 +60,7 @@ def test_resume_continues_the_saved_run(tiny_pairs_file: Path, tmp_path: Path) -
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow  # trains its own tiny models
 def test_same_seed_gives_the_same_model(tiny_pairs_file: Path, tmp_path: Path) -> None:
     train_tiny(tmp_path / "a", tiny_pairs_file, max_epochs=2)
     train_tiny(tmp_path / "b", tiny_pairs_file, max_epochs=2)
@@ -65,11 +69,13 @@ def test_same_seed_gives_the_same_model(tiny_pairs_file: Path, tmp_path: Path) -
     assert all((a[k] == b[k]).all() for k in a)
 
 
+@pytest.mark.slow  # trains its own tiny models
 def test_bf16_autocast_trains(tiny_pairs_file: Path, tmp_path: Path) -> None:
     result = train_tiny(tmp_path / "bf16", tiny_pairs_file, bf16=True, max_epochs=3)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
 
+@pytest.mark.slow  # trains its own tiny models
 def test_lstm_cell_trains(tiny_pairs_file: Path, tmp_path: Path) -> None:
     training, model = tiny_settings(max_epochs=2)
     result = train_from_sources(

@@ -1,8 +1,8 @@
 """The real bot (PTB Application + dialogue service + tiny trained model + a migrated database)
 against a fake Bot API server, one of each per test.
 
-The migrated-database fixtures are the storage tests' own, imported rather than copied. SQLite by
-default; a test that parametrizes `backend` runs on PostgreSQL too.
+The migrated database is tests/conftest.py's `database`. SQLite by default; a test that
+parametrizes `backend` runs on PostgreSQL too.
 """
 
 from __future__ import annotations

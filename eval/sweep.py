@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger("sweep")
 SELECTION = {"sources": ["chitchat"], "context_turns": 1, "max_length": 20}  # today's test pairs
 SIZES = (40, 300, 3000)
 
@@ -39,8 +40,16 @@ class Variant:
     hidden_size: int = 256
     subword: bool = False
     reverse: bool = False
-    step_share: float = 1.0  # of --steps: less for bigger models, at equal CPU time
+    # Share of --steps: bigger models get fewer, for equal CPU time (training FLOPs per pair at
+    # two turns of context: h384 2.0x, h512 3.4x those of h256).
+    step_share: float = 1.0
     dropout: float = 0.2
+
+    @property
+    def data(self) -> str:
+        """The name of its prepared data: variants that differ only in size share it."""
+        kind = "sp" if self.subword else "w"
+        return f"{kind}{self.max_length}-c{self.context_turns}{'-rev' if self.reverse else ''}"
 
 
 VARIANTS = (
@@ -50,8 +59,8 @@ VARIANTS = (
     Variant("w40-c2-h256", context_turns=2, max_length=40),
     Variant("w40-c3-h256", context_turns=3, max_length=40),
     Variant("sp40-c2-h256", context_turns=2, max_length=48, subword=True),
-    Variant("w40-c2-h384", context_turns=2, max_length=40, hidden_size=384, step_share=0.6),
-    Variant("w40-c2-h512", context_turns=2, max_length=40, hidden_size=512, step_share=0.4),
+    Variant("w40-c2-h384", context_turns=2, max_length=40, hidden_size=384, step_share=0.5),
+    Variant("w40-c2-h512", context_turns=2, max_length=40, hidden_size=512, step_share=0.3),
     Variant("w40-c2-h256-rev", context_turns=2, max_length=40, reverse=True),
 )
 
@@ -68,7 +77,7 @@ def prepare(out: Path, names: list[str] | None) -> None:
     processor = TextProcessor()
     selection = DataRecipe(**SELECTION)  # type: ignore[arg-type]
     for variant in VARIANTS:
-        if names and variant.name not in names:
+        if (names and variant.name not in names) or (out / f"{variant.data}.json.gz").exists():
             continue
         recipe = DataRecipe(
             sources=("chitchat",),
@@ -85,8 +94,8 @@ def prepare(out: Path, names: list[str] | None) -> None:
             "test_same": [[p.context, p.reply] for p in same],
         }
         if variant.subword:
-            data = _to_subwords(data, out / f"{variant.name}.spm", variant.max_length)
-        with gzip.open(out / f"{variant.name}.json.gz", "wt", encoding="utf-8") as f:
+            data = _to_subwords(data, out / f"{variant.data}.spm", variant.max_length)
+        with gzip.open(out / f"{variant.data}.json.gz", "wt", encoding="utf-8") as f:
             json.dump(data, f)
         print(variant.name, {k: len(v) for k, v in data.items() if isinstance(v, list)})
 
@@ -144,10 +153,19 @@ def _to_subwords(data: dict[str, Any], model_path: Path, max_length: int) -> dic
 # ---- train (needs torch and nlp only) ------------------------------------------------------------
 
 
-def train(data: Path, out: Path, steps: int, validate_every: int, names: list[str] | None) -> None:
+def train(
+    data: Path,
+    out: Path,
+    steps: int,
+    validate_every: int,
+    names: list[str] | None,
+    minutes: float | None = None,
+) -> None:
+    """Every variant in its own process, all at once; `minutes` caps each run's time (the
+    learning rate still reaches zero at whichever budget ends first)."""
     out.mkdir(parents=True, exist_ok=True)
     chosen = [v for v in VARIANTS if not names or v.name in names]
-    jobs = [(v, data, out, steps, validate_every) for v in chosen]
+    jobs = [(v, data, out, steps, validate_every, minutes) for v in chosen]
     with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
         results = pool.starmap(_train_one, jobs)
     summary = {r["name"]: r for r in results}
@@ -157,7 +175,12 @@ def train(data: Path, out: Path, steps: int, validate_every: int, names: list[st
 
 
 def _train_one(
-    variant: Variant, data_dir: Path, out: Path, steps: int, validate_every: int
+    variant: Variant,
+    data_dir: Path,
+    out: Path,
+    steps: int,
+    validate_every: int,
+    minutes: float | None,
 ) -> dict[str, Any]:
     import torch
 
@@ -175,7 +198,7 @@ def _train_one(
         level=logging.INFO,
         format="%(asctime)s %(message)s",
     )
-    with gzip.open(data_dir / f"{variant.name}.json.gz", "rt", encoding="utf-8") as f:
+    with gzip.open(data_dir / f"{variant.data}.json.gz", "rt", encoding="utf-8") as f:
         data = json.load(f)
     recipe = DataRecipe.model_validate(data["recipe"])
     set_seed(1234)
@@ -198,6 +221,7 @@ def _train_one(
     settings = TrainingSettings(
         max_epochs=1000,
         max_steps=int(steps * variant.step_share),
+        time_budget_minutes=minutes,
         warmup_steps=500,
         validate_every_steps=validate_every,
         early_stopping_patience=1000,
@@ -220,6 +244,7 @@ def _train_one(
     )
     result = trainer.train(train_pairs, valid_pairs)
     scores = _score(out / variant.name, data["test_same"], variant, device)
+    log.info("scores: %s", json.dumps(scores))
     return {
         "name": variant.name,
         "variant": asdict(variant),
@@ -266,6 +291,7 @@ def _score(
     }
     if variant.reverse:
         return out
+    decoding = DecodingSettings(max_length=40 if variant.subword else 20)
     for size in SIZES:
         chosen = pairs[:size]
         hyps: list[list[str]] = []
@@ -275,7 +301,7 @@ def _score(
                 batch = batch.to(device)
                 hyps.extend(
                     _words(vocab.decode(h.tokens), variant.subword)
-                    for h in decode(model, batch.src, batch.src_lengths, DecodingSettings())
+                    for h in decode(model, batch.src, batch.src_lengths, decoding)
                 )
                 refs.extend(
                     _words(vocab.decode(r), variant.subword) for r in batch.trg_out.tolist()
@@ -303,12 +329,13 @@ def main() -> None:
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--steps", type=int, required=True)
     t.add_argument("--validate-every", type=int, default=1000)
+    t.add_argument("--minutes", type=float, help="time budget of each run")
     t.add_argument("--only", action="append")
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.out, args.only)
     else:
-        train(args.data, args.out, args.steps, args.validate_every, args.only)
+        train(args.data, args.out, args.steps, args.validate_every, args.only, args.minutes)
 
 
 if __name__ == "__main__":

@@ -47,25 +47,33 @@ def token_by_token(
     keep_attention: bool = False,
 ) -> list[Hypothesis]:
     """One token per row and step, picked by `choose` (greedy: argmax; sampling: a draw), until
-    every row has produced <eos>; a finished row only pads and no longer adds to its score."""
+    every row has produced <eos>. A row that has leaves the decode (the decoder runs on the rest
+    only: sampled batches have a long tail of rows still going); it only pads from there."""
     memory, hidden = model.encode(src, src_lengths)
     step = Stepper(model, memory, hidden, constraints, keep_attention, max_length)
-    batch = src.size(0)
-    history = torch.full((batch, 1), SOS_ID, dtype=torch.long, device=src.device)
-    scores = torch.zeros(batch, device=src.device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
+    batch, device = src.size(0), src.device
+    history = torch.full((batch, 1), SOS_ID, dtype=torch.long, device=device)
+    scores = torch.zeros(batch, device=device)
+    active = torch.arange(batch, device=device)  # (A,) rows still decoding
     attention: list[Tensor] = []
     for _ in range(max_length):
-        log_probs = step(history)
-        token = choose(log_probs)
-        scores += log_probs.gather(1, token.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
-        token = token.masked_fill(finished, PAD_ID)
-        history = torch.cat([history, token.unsqueeze(1)], dim=1)
+        log_probs = step(history.index_select(0, active))  # (A, vocab)
+        token = choose(log_probs)  # (A,)
+        scores[active] += log_probs.gather(1, token.unsqueeze(1)).squeeze(1)
+        column = torch.full((batch,), PAD_ID, dtype=torch.long, device=device)
+        column[active] = token
+        history = torch.cat([history, column.unsqueeze(1)], dim=1)
         if keep_attention and step.last_attention is not None:
-            attention.append(step.last_attention)
-        finished |= token.eq(EOS_ID)
-        if bool(finished.all()):
+            weights = step.last_attention.new_zeros(batch, step.last_attention.size(1))
+            weights[active] = step.last_attention
+            attention.append(weights)
+        going = token.ne(EOS_ID)
+        if not bool(going.any()):
             break
+        if not bool(going.all()):
+            keep = going.nonzero().squeeze(1)
+            step.keep_rows(keep)
+            active = active.index_select(0, keep)
     return _hypotheses(history[:, 1:].tolist(), scores.tolist(), attention)
 
 

@@ -86,6 +86,12 @@ class Stepper:
         """Keep rows `index` of the decoder state (beam search's survivors)."""
         self.hidden = select_hidden(self.hidden, index)
 
+    def keep_rows(self, index: Tensor) -> None:
+        """Keep rows `index` of the decoder state and of the encoder memory (rows that finished
+        leave: the next call's history has only the kept rows)."""
+        self.hidden = select_hidden(self.hidden, index)
+        self.memory = self.memory.index_select(index)
+
     def _constrain(self, log_probs: Tensor, history: Tensor) -> Tensor:
         c = self.constraints
         log_probs.index_fill_(1, self._banned, float("-inf"))

@@ -258,3 +258,41 @@ def test_a_banned_phrase_is_never_completed(phrase: tuple[int, ...]) -> None:
 def test_a_phrase_of_one_token_is_refused() -> None:
     with pytest.raises(ValueError, match="two or more"):
         greedy_search(_random_model(0), *_src(), 5, StepConstraints(banned_phrases=((9,),)))
+
+
+def test_top_p_reaches_past_the_first_tokens_looked_at() -> None:
+    # A long-tailed (Zipf) distribution: the nucleus of p = 0.9 holds hundreds of tokens.
+    probs = 1.0 / torch.arange(1, 2001, dtype=torch.float64)
+    probs /= probs.sum()
+    order = torch.randperm(2000, generator=torch.Generator().manual_seed(0))
+    log_probs = torch.stack([probs.log(), probs[order].log()]).float()  # (2, 2000)
+    for top_p in (0.3, 0.9, 0.99):
+        before = probs.cumsum(0) - probs  # float64 reference on the sorted probabilities
+        expected = int((before < top_p).sum())
+        assert expected > 64 or top_p == 0.3
+        kept = filter_logits(log_probs, top_p=top_p).isfinite()
+        assert kept.sum(dim=1).tolist() == [expected, expected]
+        assert kept[1].tolist() == kept[0][order].tolist()
+
+
+def test_finished_rows_leave_the_decode(tiny_model_dir: Path, tiny_pairs: list) -> None:
+    checkpoint = load_checkpoint(tiny_model_dir)
+    processor = TextProcessor(checkpoint.text_settings)
+    ids = [checkpoint.vocab.encode(processor.tokenize(c)) for c, _ in tiny_pairs[:6]]
+    src = torch.zeros(len(ids), max(map(len, ids)), dtype=torch.long)
+    for i, row in enumerate(ids):
+        src[i, : len(row)] = torch.tensor(row)
+    lengths = torch.tensor([len(r) for r in ids])
+    model = checkpoint.model
+    rows_per_call: list[int] = []
+    forward = model.decoder.forward
+
+    def counting(*args, **kwargs):
+        rows_per_call.append(args[0].size(0))
+        return forward(*args, **kwargs)
+
+    model.decoder.forward = counting  # type: ignore[method-assign]
+    hyps = greedy_search(model, src, lengths, 20)
+    replies = [len(h.tokens) for h in hyps]  # a row of n tokens takes n + 1 steps (<eos>)
+    assert rows_per_call == [sum(n >= t for n in replies) for t in range(max(replies) + 1)]
+    assert rows_per_call[-1] < len(ids)  # rows really left before the last step

@@ -123,7 +123,11 @@ def test_more_candidates_find_a_better_forward_score(
 
     def mean_score(candidates: int) -> float:
         settings = DecodingSettings(
-            strategy="rerank", rerank_candidates=candidates, temperature=2.0, top_p=1.0
+            strategy="rerank",
+            rerank_candidates=candidates,
+            rerank_length_weight=0.0,
+            temperature=2.0,
+            top_p=1.0,
         )
         replies = Responder(tiny_model_dir, settings).generate(contexts)
         return sum(r.score / (len(r.tokens) + 1) for r in replies) / len(replies)

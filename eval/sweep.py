@@ -167,11 +167,20 @@ def train(
     chosen = [v for v in VARIANTS if not names or v.name in names]
     jobs = [(v, data, out, steps, validate_every, minutes) for v in chosen]
     with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
-        results = pool.starmap(_train_one, jobs)
+        results = pool.starmap(_train_one_safely, jobs)
     summary = {r["name"]: r for r in results}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     for name, r in summary.items():
         print(name, json.dumps({k: v for k, v in r.items() if k != "sizes"}))
+
+
+def _train_one_safely(*args: Any) -> dict[str, Any]:
+    """One variant's failure is reported in the summary instead of losing every other result."""
+    try:
+        return _train_one(*args)
+    except Exception as exc:
+        logging.getLogger("sweep").exception("variant %s failed", args[0].name)
+        return {"name": args[0].name, "variant": asdict(args[0]), "error": repr(exc)}
 
 
 def _train_one(

@@ -435,6 +435,18 @@ def find_turn_by_external_id(session: Session, chat_id: int, external_id: str | 
     return None if row is None else _as_turn(row)
 
 
+def find_reply_to(session: Session, turn_id: int) -> Turn | None:
+    """The bot's reply to our message `turn_id`, if one was stored (the first, should there be
+    several)."""
+    row = session.execute(
+        select(*TURN_COLUMNS)
+        .where(Message.reply_to_id == turn_id, Message.from_bot.is_(True))
+        .order_by(Message.id)
+        .limit(1)
+    ).first()
+    return None if row is None else _as_turn(row)
+
+
 def set_external_id(session: Session, message_id: int, external_id: str | int) -> None:
     """Record the platform id of a message once it is known (a bot reply after it was sent)."""
     updated = execute_dml(

@@ -218,6 +218,107 @@ class HandledCommand(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+class DeliveryStatus(StrEnum):
+    """Where an inbox update or an outbox message stands: `pending` until a process finishes it,
+    then `done` (handled; for the outbox: sent) or `failed` (given up, with the reason)."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class InboxUpdate(Base):
+    """An update a platform delivered, stored before it is confirmed to the platform.
+
+    Unique by the platform's update id, so a redelivery is stored once. A process claims a
+    pending update by leasing it (`claimed_by`, `locked_until`); a claim that is not renewed
+    expires, and another process (or the same one restarted) takes the update over. Only the
+    oldest pending update of a chat can be claimed, so a chat's updates are handled one at a time
+    and in order by however many processes. Once handled, the payload (the person's text, names)
+    is dropped; the row stays a while to recognise redeliveries.
+    """
+
+    __tablename__ = "inbox_updates"
+    __table_args__ = (
+        UniqueConstraint("platform", "update_id"),
+        CheckConstraint("platform IN ('telegram', 'console')", name="platform"),
+        CheckConstraint("status IN ('pending', 'done', 'failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    update_id: Mapped[int] = mapped_column(BigInteger)
+    chat_key: Mapped[str | None] = mapped_column(String(64))  # the chat's platform id, if any
+    payload: Mapped[dict[str, Any] | None]
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims so far
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    locked_until: Mapped[datetime | None]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+Index(
+    "ix_inbox_updates_pending",
+    InboxUpdate.platform,
+    InboxUpdate.chat_key,
+    InboxUpdate.update_id,
+    sqlite_where=text("status = 'pending'"),
+    postgresql_where=text("status = 'pending'"),
+)
+
+
+class OutboxMessage(Base):
+    """A message to send, stored before it is sent (in the transaction that decided to send it).
+
+    A process claims the oldest pending message of a chat whose time has come (a lease, as for
+    the inbox) and sends it; a refusal that may pass (flood control, a server error, a timeout)
+    puts it back with a later `next_attempt_at`, which holds back that chat only. `dedupe_key`
+    makes queueing idempotent: the answer to one stored message, or the n-th message a handler
+    sent for one update, is queued once however often the update is handled. `message_id` is our
+    stored bot message it carries (a /forget of it takes the pending message along).
+    """
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key"),
+        CheckConstraint("platform IN ('telegram', 'console')", name="platform"),
+        CheckConstraint("status IN ('pending', 'done', 'failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    chat_key: Mapped[str] = mapped_column(String(64))  # the chat's platform id
+    text: Mapped[str] = mapped_column(Text)
+    reply_to_external_id: Mapped[str | None] = mapped_column(String(64))
+    reply_markup: Mapped[dict[str, Any] | None]
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    dedupe_key: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
+    pieces_sent: Mapped[int] = mapped_column(Integer, default=0)  # of a text sent in pieces
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed sends so far
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[datetime | None]
+    external_id: Mapped[str | None] = mapped_column(String(64))  # the platform's id once sent
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+Index(
+    "ix_outbox_messages_pending",
+    OutboxMessage.platform,
+    OutboxMessage.chat_key,
+    OutboxMessage.id,
+    sqlite_where=text("status = 'pending'"),
+    postgresql_where=text("status = 'pending'"),
+)
+
+
 class ModelVersion(Base):
     """A registered checkpoint; at most one row has `is_active` (a partial unique index)."""
 

@@ -3,6 +3,11 @@
 Both front ends (console, Telegram) call `respond()`; what works in one works in the other.
 Messages of one chat are handled in order (a lock per chat); different chats run concurrently and
 their decodes are micro-batched. Storage calls run in worker threads, never on the event loop.
+
+A front end that sends through the outbox (Telegram) passes a `ReplyRoute`: the answer is then
+queued in the transaction that stores it, so an answer is never stored and then lost, and a
+message delivered again gets the answer it is still owed. A database that does not answer is
+not the model failing: its errors reach the caller, which waits the outage out and tries again.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ import logging
 import re
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -22,12 +29,14 @@ from bot import answers
 from bot.batching import MicroBatcher
 from bot.model_slot import ModelSlot
 from config import DialogueSettings
-from storage import conversations, privacy
+from storage import conversations, outbox, privacy
 from storage.conversations import ChatRef, SavedExchange, Turn, UserRef
 from storage.database import Database
 from storage.errors import StorageError
+from storage.faults import is_transient
 from storage.feedback import get_feedback, set_feedback
 from storage.handled_commands import claim_command
+from storage.outbox import OutgoingMessage
 from storage.privacy import ForgetResult
 from storage.stats import Counts, counts
 
@@ -81,6 +90,41 @@ class Incoming:
 
 
 @dataclass(frozen=True)
+class ReplyRoute:
+    """How a front end sends the answer to one incoming message: through the outbox, to
+    `chat_key`, shown as an answer to the platform message `reply_to` (if given), with the
+    buttons `markup(reply_id)` under a stored reply (if given).
+
+    Each answer is queued at most once: the answer to a stored message under `answer:<its id>`,
+    an answer to a message that is not stored (empty) under `<source_key>:answer`, where
+    `source_key` names the delivery (e.g. the platform's update id; None: no such guarantee).
+    """
+
+    chat_key: str | int
+    reply_to: str | int | None = None
+    markup: Callable[[int], dict[str, Any]] | None = None
+    source_key: str | None = None
+
+    def outgoing(
+        self, platform: str, text: str, *, reply_id: int | None, turn_id: int | None
+    ) -> OutgoingMessage:
+        if turn_id is not None:
+            key: str | None = f"answer:{turn_id}"
+        else:
+            key = None if self.source_key is None else f"{self.source_key}:answer"
+        buttons = self.markup(reply_id) if self.markup is not None and reply_id else None
+        return OutgoingMessage(
+            platform,
+            self.chat_key,
+            text,
+            reply_to_external_id=self.reply_to,
+            reply_markup=buttons,
+            message_id=reply_id,
+            dedupe_key=key,
+        )
+
+
+@dataclass(frozen=True)
 class Answer:
     text: str
     generated: bool  # False: a fixed answer to input the model cannot take
@@ -89,6 +133,7 @@ class Answer:
     model_version: str | None = None
     latency_ms: float = 0.0
     duplicate: bool = False  # the platform delivered this message before: send nothing
+    queued: bool = False  # in the outbox already (a `ReplyRoute` was given): send nothing
 
 
 DUPLICATE = Answer("", generated=False, duplicate=True)
@@ -116,35 +161,55 @@ class DialogueService:
 
     # ---- the main path ---------------------------------------------------------------------------
 
-    async def respond(self, msg: Incoming) -> Answer:
+    async def respond(self, msg: Incoming, route: ReplyRoute | None = None) -> Answer:
+        """Store `msg`, generate and store the answer (queued for sending if `route` is given).
+        Database errors are raised: the message is then neither stored nor answered, and the
+        caller tries again once the database answers."""
         text = storable(msg.text)
         fixed = self._fixed_answer(text)
         if fixed is not None:
-            return await self._answer_fixed(msg, text, fixed)
+            return await self._answer_fixed(msg, text, fixed, route)
         async with self._lock_for(msg.platform, msg.chat_id):
-            if await self._seen_before(msg):
+            if await self._seen_before(msg, route):
                 return DUPLICATE
             started = time.perf_counter()
+            history = await self.db.run_read(self._history_texts, msg)
             try:
-                history = await self.db.run_read(self._history_texts, msg)
                 generated = await self.batcher.generate([*history, text])
-            except Exception:
+            except Exception as exc:
+                if is_transient(exc):  # the database (the model registry), not the model
+                    raise
                 log.exception("generation failed in chat %s", msg.chat_id)
-                await self.db.run(_save_turn_only, msg, text)  # the message is kept all the same
-                return Answer(answers.APOLOGY, generated=False)
+                # The message is kept all the same.
+                turn_id = await self.db.run(_save_turn_and_apology, msg, text, route)
+                return Answer(
+                    answers.APOLOGY, generated=False, turn_id=turn_id, queued=route is not None
+                )
             latency_ms = (time.perf_counter() - started) * 1000.0
             reply = generated.reply.text or "…"
-            saved: SavedExchange = await self.db.run(
-                conversations.save_exchange,
-                msg.chat,
-                msg.user,
+            saved = await self.db.run(
+                _save_exchange,
+                msg,
                 text,
                 reply,
+                route,
                 model_version=generated.version,
                 latency_ms=latency_ms,
-                turn_external_id=msg.message_id,
             )
-        return Answer(reply, True, saved.reply_id, saved.turn_id, generated.version, latency_ms)
+        return Answer(
+            reply,
+            True,
+            saved.reply_id,
+            saved.turn_id,
+            generated.version,
+            latency_ms,
+            queued=route is not None,
+        )
+
+    async def queue(self, message: OutgoingMessage) -> bool:
+        """Put a message the front end composed (a command's answer) into the outbox; False
+        when one with its `dedupe_key` was queued before."""
+        return await self.db.run(outbox.enqueue, message) is not None
 
     async def record(self, msg: Incoming) -> int | None:
         """Store a message that gets no answer (group chatter between people); its id."""
@@ -167,29 +232,37 @@ class DialogueService:
             return answers.UNKNOWN_WORDS
         return None
 
-    async def _answer_fixed(self, msg: Incoming, text: str, reply: str) -> Answer:
-        if not text.strip():
-            return Answer(reply, generated=False)
+    async def _answer_fixed(
+        self, msg: Incoming, text: str, reply: str, route: ReplyRoute | None
+    ) -> Answer:
+        if not text.strip():  # nothing to store: only the answer is queued
+            if route is None:
+                return Answer(reply, generated=False)
+            outgoing = route.outgoing(msg.platform, reply, reply_id=None, turn_id=None)
+            await self.db.run(outbox.enqueue, outgoing)
+            return Answer(reply, generated=False, queued=True)
         async with self._lock_for(msg.platform, msg.chat_id):
-            if await self._seen_before(msg):
+            if await self._seen_before(msg, route):
                 return DUPLICATE
-            saved = await self.db.run(
-                conversations.save_exchange,
-                msg.chat,
-                msg.user,
-                text,
-                reply,
-                turn_external_id=msg.message_id,
-            )
-        return Answer(reply, False, saved.reply_id, saved.turn_id)
+            saved = await self.db.run(_save_exchange, msg, text, reply, route)
+        return Answer(reply, False, saved.reply_id, saved.turn_id, queued=route is not None)
 
-    async def _seen_before(self, msg: Incoming) -> bool:
+    async def _seen_before(self, msg: Incoming, route: ReplyRoute | None = None) -> bool:
         """A platform may deliver one message twice (a bot restarted before acknowledging an
-        update); the second delivery is neither stored nor answered again."""
+        update); the second delivery is neither stored nor answered again. With a `route`, an
+        answer that was stored but never delivered is queued (again: queueing is idempotent)."""
         if msg.message_id is None:
             return False
-        if await self.db.run_read(_stored_turn_id, msg) is None:
+        turn_id = await self.db.run_read(_stored_turn_id, msg)
+        if turn_id is None:
             return False
+        if route is not None and await self.db.run(_queue_owed_answer, msg, turn_id, route):
+            log.info(
+                "message %s of chat %s was delivered again; its answer is still owed: queued",
+                msg.message_id,
+                msg.chat_id,
+            )
+            return True
         log.info("message %s of chat %s was delivered again; ignored", msg.message_id, msg.chat_id)
         return True
 
@@ -276,6 +349,57 @@ class DialogueService:
 
 def _key(platform: str, chat_id: str | int) -> tuple[str, str]:
     return (str(platform), str(chat_id))
+
+
+def _save_exchange(
+    session: Session,
+    msg: Incoming,
+    text: str,
+    reply: str,
+    route: ReplyRoute | None,
+    *,
+    model_version: str | None = None,
+    latency_ms: float | None = None,
+) -> SavedExchange:
+    """The message, the reply and (with a `route`) the reply queued for sending: one
+    transaction, so none of them exists without the others."""
+    saved = conversations.save_exchange(
+        session,
+        msg.chat,
+        msg.user,
+        text,
+        reply,
+        model_version=model_version,
+        latency_ms=latency_ms,
+        turn_external_id=msg.message_id,
+    )
+    if route is not None:
+        outgoing = route.outgoing(
+            msg.platform, reply, reply_id=saved.reply_id, turn_id=saved.turn_id
+        )
+        outbox.enqueue(session, outgoing)
+    return saved
+
+
+def _save_turn_and_apology(
+    session: Session, msg: Incoming, text: str, route: ReplyRoute | None
+) -> int:
+    """The message (the model failed on it) and, with a `route`, the apology queued."""
+    turn_id = _save_turn_only(session, msg, text)
+    if route is not None:
+        outgoing = route.outgoing(msg.platform, answers.APOLOGY, reply_id=None, turn_id=turn_id)
+        outbox.enqueue(session, outgoing)
+    return turn_id
+
+
+def _queue_owed_answer(session: Session, msg: Incoming, turn_id: int, route: ReplyRoute) -> bool:
+    """Queue the stored reply to `turn_id` unless it was delivered; whether one is owed."""
+    reply = conversations.find_reply_to(session, turn_id)
+    if reply is None or reply.external_id is not None:
+        return False
+    outgoing = route.outgoing(msg.platform, reply.text, reply_id=reply.id, turn_id=turn_id)
+    outbox.enqueue(session, outgoing)
+    return True
 
 
 def _save_turn_only(session: Session, msg: Incoming, text: str) -> int:

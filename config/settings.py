@@ -131,8 +131,19 @@ class TelegramSettings(BaseModel):
     flood_messages_per_second: float = Field(30.0, ge=0)  # outgoing, whole bot; 0 turns it off
     flood_group_messages_per_minute: float = Field(20.0, ge=0)  # outgoing, per group; 0: off
     flood_max_retries: int = Field(3, ge=0)  # retries after a 429 RetryAfter
-    send_retries: int = Field(2, ge=0)  # retries of a reply after a 5xx or a timeout
-    send_retry_delay_seconds: float = Field(0.5, ge=0)  # doubled after each retry
+    # Unused since the outbox: a reply is retried until it is delivered or refused for good.
+    send_retries: int = Field(2, ge=0)
+    send_retry_delay_seconds: float = Field(0.5, ge=0)  # doubled after each failed send
+    send_retry_max_delay_seconds: float = Field(60.0, ge=0)  # ... up to this
+    send_give_up_after_seconds: float = Field(86400.0, gt=0)  # an undeliverable reply, given up
+    # Delivery: updates are stored before Telegram is told they arrived, replies before they are
+    # sent; a process claims work with a lease it keeps renewing, which runs out if it dies.
+    delivery_lease_seconds: float = Field(30.0, gt=0)
+    delivery_poll_seconds: float = Field(1.0, gt=0)  # looking for work other processes left
+    update_max_attempts: int = Field(5, ge=1)  # claims of one update before it is given up
+    delivery_keep_days: float = Field(7.0, gt=0)  # handled updates, sent messages kept this long
+    database_retry_max_delay_seconds: float = Field(5.0, gt=0)  # while the database is down
+    shutdown_grace_seconds: float = Field(10.0, ge=0)  # for work in progress when stopping
     # Updates handled at once: two micro-batches' worth. More only adds HTTP connections, and
     # httpx's pool scans every connection on every request (measured: 64 vs 256 halves p95).
     concurrent_updates: int = Field(64, ge=1)

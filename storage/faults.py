@@ -3,8 +3,9 @@
 A server that is down or restarting, a dropped connection, a pool with no connection to give, a
 SQLite file locked past the busy timeout, read-only or on a full disk: the same statement can
 succeed later, so the caller keeps what it holds and tries again. Everything else (a constraint,
-a syntax error, a type the driver refuses) is a bug or bad data, and retrying would fail the
-same way forever.
+a syntax error, a missing table, a type the driver refuses) is a bug or bad data, and retrying
+would fail the same way forever. Both drivers say which it is: SQLite by its result code
+(`sqlite_errorname`), PostgreSQL by its SQLSTATE.
 """
 
 from __future__ import annotations
@@ -14,26 +15,42 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from storage.errors import DatabaseUnavailableError
 
-# PostgreSQL error classes that describe the server, not the statement (SQLSTATE prefixes):
-# 08 connection exception, 53 insufficient resources (disk full, out of memory, too many
-# connections), 57P admin shutdown / crash shutdown / cannot connect now, 25006 read-only
-# transaction (a standby, or default_transaction_read_only), 40001/40P01 serialization failure
-# and deadlock (the transaction may simply be retried).
-_TRANSIENT_SQLSTATES = ("08", "53", "57P", "25006", "40001", "40P01")
+# SQLite result codes (extended ones start with these): locked past the busy timeout, a file
+# that is read-only or cannot be opened, a full disk, an I/O error.
+_SQLITE_TRANSIENT = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_READONLY",
+    "SQLITE_CANTOPEN",
+    "SQLITE_FULL",
+    "SQLITE_IOERR",
+    "SQLITE_PROTOCOL",
+    "SQLITE_NOMEM",
+)
+# PostgreSQL SQLSTATE classes and codes about the server, not the statement: 08 connection
+# exception, 53 insufficient resources (disk full, out of memory, too many connections), 57
+# operator intervention (shutdown, crash, cannot connect now, a cancelled statement), 58 system
+# error (I/O), 55P03 lock not available, 25006 read-only transaction (a standby, or
+# default_transaction_read_only), 40001 / 40P01 serialization failure and deadlock.
+_POSTGRES_TRANSIENT = ("08", "53", "57", "58", "55P03", "25006", "40001", "40P01")
 
 
 def is_transient(error: BaseException) -> bool:
     """Is `error` a database that does not answer (or cannot write) now, worth waiting out?"""
     if isinstance(error, DatabaseUnavailableError | PoolTimeoutError):
         return True
-    if isinstance(error, OperationalError | InterfaceError):
-        return True  # SQLite: locked, read-only, disk full, I/O; psycopg: connection problems
-    if isinstance(error, DBAPIError):
-        if error.connection_invalidated:
-            return True
-        sqlstate = getattr(error.orig, "sqlstate", None)
-        return isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATES)
-    return False
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    sqlite_code = getattr(error.orig, "sqlite_errorname", None)
+    if isinstance(sqlite_code, str):
+        return sqlite_code.startswith(_SQLITE_TRANSIENT)
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith(_POSTGRES_TRANSIENT)
+    # No code at all: psycopg could not connect (refused, timed out, name not resolved).
+    return isinstance(error, OperationalError | InterfaceError)
 
 
 def describe(error: BaseException) -> str:

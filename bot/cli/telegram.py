@@ -2,7 +2,9 @@
 
 The token comes from `CHATBOT_TELEGRAM_TOKEN` (environment or `.env`) and nowhere else: a command
 line argument would show in `ps` and shell history. Missing or malformed, it is one line on
-stderr and exit 2, never echoed. Both modes stop cleanly on SIGINT and SIGTERM (exit 0).
+stderr and exit 2, never echoed. A database that does not answer or takes no writes (read-only)
+is one line and exit 2 too: the bot stores every update before it confirms it. Both modes stop
+cleanly on SIGINT and SIGTERM (exit 0).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import signal
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from bot.cli import arguments
 from bot.cli.errors import CliError
 from config import Settings
 
@@ -45,7 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="public HTTPS URL Telegram posts updates to (without it: long polling)",
     )
     p.add_argument("--listen", default="127.0.0.1", metavar="HOST", help="webhook server address")
-    p.add_argument("--port", type=int, default=8080, help="webhook server port (default 8080)")
+    p.add_argument(
+        "--port", type=arguments.port, default=8080, help="webhook server port (default 8080)"
+    )
     p.add_argument(
         "--url-path", metavar="PATH", help="path served locally (default: the webhook URL's path)"
     )
@@ -85,7 +90,7 @@ def checked_token(settings: Settings) -> str:
 
 
 def webhook_config(args: argparse.Namespace, settings: Settings) -> WebhookConfig | None:
-    from bot.telegram.webhook import SECRET_TOKEN_FORMAT, WebhookConfig
+    from bot.telegram.webhook import HEALTH_PATH, SECRET_TOKEN_FORMAT, WebhookConfig
 
     if not args.webhook_url:
         return None
@@ -98,7 +103,24 @@ def webhook_config(args: argparse.Namespace, settings: Settings) -> WebhookConfi
         raise CliError(f"webhook mode needs a secret token: set {SECRET_ENV} or --secret-token")
     if not SECRET_TOKEN_FORMAT.match(secret):
         raise CliError("the webhook secret token must be 1-256 characters A-Z, a-z, 0-9, _ or -")
-    return WebhookConfig(args.webhook_url, secret, args.listen, args.port, args.url_path)
+    config = WebhookConfig(args.webhook_url, secret, args.listen, args.port, args.url_path)
+    if config.route == HEALTH_PATH:
+        raise CliError(f"the webhook path cannot be {HEALTH_PATH} (health checks): use --url-path")
+    _check_can_listen(config.listen, config.port)
+    return config
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Before the model loads: the address is one of this machine's and the port is free. The
+    sockets are closed at once; the webhook server binds its own (SO_REUSEADDR, as here)."""
+    from tornado.netutil import bind_sockets
+
+    try:
+        sockets = bind_sockets(port, host)
+    except OSError as exc:  # socket.gaierror (an unknown host) is one too
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    for sock in sockets:
+        sock.close()
 
 
 async def _serve(app: App, webhook: WebhookConfig | None, redactor: RedactSecrets) -> int:
@@ -107,7 +129,13 @@ async def _serve(app: App, webhook: WebhookConfig | None, redactor: RedactSecret
     from bot.retention import prune_periodically
     from bot.retraining.scheduler import RetrainScheduler
     from bot.telegram import build_application, retrain_commands, running
+    from storage.inbox import ensure_writable
 
+    try:
+        await asyncio.to_thread(ensure_writable, app.db)
+    except BaseException:
+        await app.close()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
@@ -115,7 +143,7 @@ async def _serve(app: App, webhook: WebhookConfig | None, redactor: RedactSecret
     # Retraining schedules run in this process too; starting marks runs a dead process left.
     scheduler = RetrainScheduler(app.settings, app.db)
     try:
-        application = build_application(app, polling=webhook is None)
+        application = build_application(app)
         retrain_commands.attach(application, scheduler.service, scheduler)
         await asyncio.to_thread(scheduler.start)
         async with running(application, webhook):

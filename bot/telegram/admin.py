@@ -14,7 +14,7 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot import answers, command_replies
-from bot.telegram.sending import send_text
+from bot.telegram import outgoing
 from bot.telegram.state import PLATFORM, bot_state
 
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
@@ -27,7 +27,7 @@ def admins_only(handler: Handler) -> Handler:
         if message is None:
             return
         if user is None or not bot_state(context).is_admin(user.id):
-            await message.reply_text(answers.NOT_ALLOWED)
+            await outgoing.reply(update, context, answers.NOT_ALLOWED)
             return
         await handler(update, context)
 
@@ -47,13 +47,5 @@ async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def reply(update: Update, context: ContextTypes.DEFAULT_TYPE, text: str) -> None:
-    """Answer in the update's chat, with the bot's send retries."""
-    assert update.effective_chat is not None
-    settings = bot_state(context).settings
-    await send_text(
-        context.bot,
-        update.effective_chat.id,
-        text,
-        retries=settings.send_retries,
-        delay_seconds=settings.send_retry_delay_seconds,
-    )
+    """Answer in the update's chat (through the outbox), not shown as an answer to the command."""
+    await outgoing.reply(update, context, text, quote=False)

@@ -1,20 +1,24 @@
-"""Build the PTB `Application` for an `App`: Bot API endpoint, flood control, every handler.
+"""Build the PTB `Application` for an `App`: Bot API endpoint, flood control, every handler, and
+the delivery machinery around it (inbox dispatcher, outbox sender, database outage watch).
 
-Updates are processed concurrently (`concurrent_updates`, bounded by the settings): chats run in
-parallel and their decodes are micro-batched; the dialogue service keeps the messages of one chat
-in order itself.
-Outgoing requests go through PTB's `AIORateLimiter`, which paces them under Telegram's flood limits
-and retries a 429 after the `retry_after` Telegram asks for.
+The Application has no `Updater`: updates reach the handlers from the inbox (`dispatcher`),
+where the polling loop (`polling`) or the webhook server (`webhook`) stored them first. Chats run
+concurrently (up to `concurrent_updates`) and their decodes are micro-batched; a chat's updates
+are handled one at a time, in order.
+Outgoing requests go through `ChatFloodLimiter`, which paces them under Telegram's flood limits
+and obeys a 429's `retry_after` for the chat it was about only.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 
 from telegram import BotCommand, BotCommandScopeChat, Update
 from telegram.error import TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
@@ -27,8 +31,12 @@ from telegram.ext import (
 from bot.admin_service import AdminService
 from bot.app import App
 from bot.telegram import admin, feedback, forget, handlers, retrain_commands
+from bot.telegram.delivery import OutboxSender
+from bot.telegram.dispatcher import Dispatcher
 from bot.telegram.error_handler import on_error
+from bot.telegram.flood_control import ChatFloodLimiter
 from bot.telegram.groups import COMMAND_FOR_THIS_BOT
+from bot.telegram.outage import OutageWatch
 from bot.telegram.rate_limit import SlidingWindowLimiter
 from bot.telegram.state import BotState, attach
 from config import TelegramSettings
@@ -59,9 +67,15 @@ def file_url(base_url: str) -> str:
     return f"{head}/file/{tail}" if sep else f"{base_url}/file"
 
 
-def build_application(app: App, *, polling: bool = True) -> Application:
-    """The Application, handlers registered, the `App` in `bot_data`. Without `polling` it has
-    no Updater: a webhook server puts updates into `application.update_queue` instead."""
+def worker_name() -> str:
+    """This process's name on the leases it takes: host, pid and a random part (a restarted
+    process with the same pid is another worker)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def build_application(app: App) -> Application:
+    """The Application, handlers registered, the `App` and the delivery machinery in
+    `bot_data` (see `state`)."""
     settings = app.settings.telegram
     if settings.token is None:
         raise ValueError("no Telegram token in the settings")
@@ -72,13 +86,13 @@ def build_application(app: App, *, polling: bool = True) -> Application:
         .base_url(settings.base_url)
         .base_file_url(file_url(settings.base_url))
         .rate_limiter(
-            AIORateLimiter(
+            ChatFloodLimiter(
                 overall_max_rate=settings.flood_messages_per_second,
                 group_max_rate=settings.flood_group_messages_per_minute,
                 max_retries=settings.flood_max_retries,
             )
         )
-        .concurrent_updates(settings.concurrent_updates)
+        .updater(None)
         .connect_timeout(timeout)
         .read_timeout(timeout)
         .write_timeout(timeout)
@@ -87,11 +101,19 @@ def build_application(app: App, *, polling: bool = True) -> Application:
         .get_updates_read_timeout(timeout)
         .job_queue(None)
     )
-    if not polling:
-        builder = builder.updater(None)
     application = builder.build()
     limiter = SlidingWindowLimiter(settings.rate_limit_messages, settings.rate_limit_seconds)
-    attach(application.bot_data, BotState(app=app, limiter=limiter, admin=AdminService(app)))
+    watch = OutageWatch(max_delay=settings.database_retry_max_delay_seconds)
+    worker = worker_name()
+    state = BotState(
+        app=app,
+        limiter=limiter,
+        admin=AdminService(app),
+        watch=watch,
+        dispatcher=Dispatcher(application, app.db, settings, watch, worker),
+        sender=OutboxSender(application.bot, app.db, settings, watch, worker),
+    )
+    attach(application.bot_data, state)
     add_handlers(application)
     return application
 

@@ -17,7 +17,7 @@ from telegram.ext import ContextTypes
 
 from bot.dialogue import ForgetResult
 from bot.telegram import phrases
-from bot.telegram.sending import send_text
+from bot.telegram.outgoing import reply
 from bot.telegram.state import PLATFORM, bot_state
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message, user = update.effective_message, update.effective_user
     if message is None or user is None:
         return
-    await message.reply_text(phrases.FORGET_ASK, reply_markup=confirm_keyboard(user.id))
+    await reply(update, context, phrases.FORGET_ASK, reply_markup=confirm_keyboard(user.id))
 
 
 async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -63,13 +63,7 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     except BadRequest as exc:  # already removed (a double press): the answer below still goes
         log.debug("could not remove the /forget buttons: %s", exc)
     if query.message is not None:
-        await send_text(
-            context.bot,
-            query.message.chat.id,
-            done,
-            retries=state.settings.send_retries,
-            delay_seconds=state.settings.send_retry_delay_seconds,
-        )
+        await reply(update, context, done, quote=False)
 
 
 def done_text(result: ForgetResult) -> str:

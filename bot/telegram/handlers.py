@@ -2,24 +2,26 @@
 
 The path of a text message: is it meant for the bot (`groups`)? If not, store it as dialogue
 between people and stop. Within the person's rate limit? If not, "slow down" once. Otherwise
-let the dialogue service store the message, generate and store the reply (with "typing…" shown
-if that takes a moment), then send the reply with 👍/👎 and record Telegram's id of it.
+let the dialogue service store the message, generate the reply (with "typing…" shown if that
+takes a moment) and store it together with the reply queued in the outbox, with 👍/👎; the
+outbox sender (`delivery`) sends it and records Telegram's id of it. Everything else the bot
+says is queued in the outbox too (`outgoing.reply`).
 """
 
 from __future__ import annotations
 
 import logging
 
-from telegram import InlineKeyboardMarkup, Message, Update, User
+from telegram import Message, Update, User
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot import answers
-from bot.dialogue import Answer, Incoming, storable
+from bot.dialogue import Incoming, storable
 from bot.telegram import phrases
-from bot.telegram.feedback import feedback_keyboard
 from bot.telegram.groups import chat_kind, is_addressed, is_group, without_mention
+from bot.telegram.outgoing import reply, reply_route
 from bot.telegram.rate_limit import Decision
-from bot.telegram.sending import send_text, typing
+from bot.telegram.sending import typing
 from bot.telegram.state import PLATFORM, BotState, bot_state
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,9 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message is None:
         return
     name = storable(user.first_name).strip() if user is not None else ""
-    await message.reply_text(phrases.START.format(name=name or "there", bot=context.bot.username))
+    await reply(
+        update, context, phrases.START.format(name=name or "there", bot=context.bot.username)
+    )
 
 
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -49,7 +53,7 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     if message is None:
         return
     admin = user is not None and bot_state(context).is_admin(user.id)
-    await message.reply_text(phrases.HELP + (phrases.ADMIN_HELP if admin else ""))
+    await reply(update, context, phrases.HELP + (phrases.ADMIN_HELP if admin else ""))
 
 
 async def reset(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -57,12 +61,12 @@ async def reset(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message is None:
         return
     await bot_state(context).service.reset(PLATFORM, message.chat.id)
-    await message.reply_text(phrases.RESET)
+    await reply(update, context, phrases.RESET)
 
 
 async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if update.message is not None:
-        await update.message.reply_text(phrases.UNKNOWN_COMMAND)
+        await reply(update, context, phrases.UNKNOWN_COMMAND)
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -73,12 +77,13 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not is_addressed(message, context.bot):
         await state.service.record(incoming(message, user, message.text))
         return
-    if not await _admitted(state, context, message, user):
+    if not await _admitted(state, update, context, message, user):
         return
     text = without_mention(message, context.bot) if is_group(message.chat) else message.text
     async with typing(context.bot, message.chat.id, state.settings.typing_delay_seconds):
-        answer = await state.service.respond(incoming(message, user, text))
-    await deliver(state, context, message, answer)
+        # Stored with the reply queued (or, delivered before, the reply still owed queued).
+        await state.service.respond(incoming(message, user, text), reply_route(update, message))
+    state.sender.wake()
 
 
 async def on_not_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -87,8 +92,8 @@ async def on_not_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     if message is None or user is None or user.is_bot or not is_addressed(message, context.bot):
         return
     state = bot_state(context)
-    if await _admitted(state, context, message, user):
-        await _send(state, context, message.chat.id, answers.NOT_TEXT, reply_to=_thread(message))
+    if await _admitted(state, update, context, message, user):
+        await reply(update, context, answers.NOT_TEXT, quote=is_group(message.chat))
 
 
 async def ignored(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -110,56 +115,17 @@ def incoming(message: Message, user: User, text: str) -> Incoming:
     )
 
 
-async def deliver(
-    state: BotState, context: ContextTypes.DEFAULT_TYPE, message: Message, answer: Answer
-) -> None:
-    """Send a stored answer (with 👍/👎) and record the id Telegram gave it."""
-    if answer.duplicate:  # Telegram delivered this message before and it was answered then
-        return
-    sent = await _send(
-        state,
-        context,
-        message.chat.id,
-        answer.text,
-        reply_markup=None if answer.reply_id is None else feedback_keyboard(answer.reply_id),
-        reply_to=_thread(message),
-    )
-    if sent is not None and answer.reply_id is not None:
-        await state.service.mark_sent(answer.reply_id, sent.message_id)
-
-
 async def _admitted(
-    state: BotState, context: ContextTypes.DEFAULT_TYPE, message: Message, user: User
+    state: BotState,
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    message: Message,
+    user: User,
 ) -> bool:
     decision = state.limiter.check(user.id)
     if decision is Decision.WARN:
-        await _send(state, context, message.chat.id, answers.SLOW_DOWN, reply_to=_thread(message))
+        await reply(update, context, answers.SLOW_DOWN, quote=is_group(message.chat))
     return decision is Decision.ALLOW
-
-
-async def _send(
-    state: BotState,
-    context: ContextTypes.DEFAULT_TYPE,
-    chat_id: int,
-    text: str,
-    *,
-    reply_markup: InlineKeyboardMarkup | None = None,
-    reply_to: int | None = None,
-) -> Message | None:
-    return await send_text(
-        context.bot,
-        chat_id,
-        text,
-        reply_markup=reply_markup,
-        reply_to=reply_to,
-        retries=state.settings.send_retries,
-        delay_seconds=state.settings.send_retry_delay_seconds,
-    )
-
-
-def _thread(message: Message) -> int | None:
-    """In a group, answer as a reply to the message, so it is clear whom the bot is answering."""
-    return message.message_id if is_group(message.chat) else None
 
 
 def _kind(update: Update) -> str:

@@ -30,7 +30,7 @@ from bot.retraining.service import RetrainService
 from bot.telegram import retrain_phrases
 from bot.telegram.admin import admins_only, reply
 from bot.telegram.groups import chat_kind
-from bot.telegram.sending import send_text
+from bot.telegram.outgoing import queue
 from bot.telegram.state import PLATFORM, BotState, bot_state, bot_state_of
 
 log = logging.getLogger(__name__)
@@ -80,13 +80,7 @@ async def _complete(
 
 async def tell_admins(state: BotState, context: ContextTypes.DEFAULT_TYPE, text: str) -> None:
     for admin_id in state.settings.admin_ids:
-        await send_text(
-            context.bot,
-            admin_id,
-            text,
-            retries=state.settings.send_retries,
-            delay_seconds=state.settings.send_retry_delay_seconds,
-        )
+        await queue(state, admin_id, text)
 
 
 # ---- /teach --------------------------------------------------------------------------------------

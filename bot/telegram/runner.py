@@ -1,24 +1,32 @@
 """Start and stop the bot, in polling or webhook mode, the way PTB documents for custom loops:
-`initialize` -> `start` -> (updater polling | webhook server) ... and back in reverse order.
+`initialize` -> `start` -> (our delivery loops and the update source) ... and back in reverse.
 
 `running()` is an async context manager so that the CLI (which waits for SIGINT/SIGTERM inside
-it) and the tests (which talk to a fake Bot API inside it) share one lifecycle. Leaving it stops
-fetching updates, lets the updates already taken finish, and closes the HTTP clients.
+it) and the tests (which talk to a fake Bot API inside it) share one lifecycle. Inside it run:
+the outbox sender, the inbox dispatcher, the housekeeping that prunes both, and one source of
+updates (the polling loop, or the webhook server). Leaving it stops taking updates, lets the
+updates in progress finish and the messages in progress go out (up to `shutdown_grace_seconds`
+each), gives the leases of whatever is left back for the next process, and closes the HTTP
+clients. Nothing stored is lost on the way: what was not handled or sent is in the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from telegram import Update
-from telegram.error import TelegramError
 from telegram.ext import Application
 
 from bot.telegram.application import publish_commands
-from bot.telegram.state import bot_state_of
+from bot.telegram.delivery import OutboxSender
+from bot.telegram.dispatcher import Dispatcher
+from bot.telegram.housekeeping import prune_periodically
+from bot.telegram.polling import Poller
+from bot.telegram.state import BotState, bot_state_of
 from bot.telegram.webhook import WebhookConfig, WebhookServer
 
 log = logging.getLogger(__name__)
@@ -28,6 +36,19 @@ log = logging.getLogger(__name__)
 class RunningBot:
     application: Application
     webhook: WebhookServer | None  # None in polling mode
+    poller: Poller | None  # None in webhook mode
+
+    @property
+    def state(self) -> BotState:
+        return bot_state_of(self.application)
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.state.dispatcher
+
+    @property
+    def sender(self) -> OutboxSender:
+        return self.state.sender
 
 
 @asynccontextmanager
@@ -36,41 +57,60 @@ async def running(
 ) -> AsyncIterator[RunningBot]:
     """Run `application` until the block ends. `getMe` runs first, so a token Telegram refuses
     fails here (`telegram.error.InvalidToken`) before anything else starts."""
-    settings = bot_state_of(application).settings
+    state = bot_state_of(application)
+    settings = state.settings
+    grace = settings.shutdown_grace_seconds
     await application.initialize()
     try:
         await publish_commands(application, settings)
         await application.start()
+        loops = [
+            asyncio.create_task(state.sender.run(), name="outbox-sender"),
+            asyncio.create_task(state.dispatcher.run(), name="inbox-dispatcher"),
+            asyncio.create_task(
+                prune_periodically(state.app.db, settings.delivery_keep_days, state.watch),
+                name="delivery-housekeeping",
+            ),
+        ]
         try:
-            server = await _start_fetching(application, webhook, settings.poll_timeout_seconds)
+            server, poller = await _start_source(application, state, webhook)
             try:
-                yield RunningBot(application, server)
+                yield RunningBot(application, server, poller)
             finally:
                 if server is not None:
                     await server.stop()
-                elif application.updater is not None and application.updater.running:
-                    await application.updater.stop()
+                if poller is not None:
+                    await poller.stop()
+                await state.dispatcher.stop(grace)
+                await state.sender.stop(grace)
         finally:
+            for loop in loops:
+                loop.cancel()
+            results = await asyncio.gather(*loops, return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception):
+                    log.error("a delivery loop had failed", exc_info=result)
             await application.stop()
     finally:
         await application.shutdown()
 
 
-async def _start_fetching(
-    application: Application, webhook: WebhookConfig | None, poll_timeout: int
-) -> WebhookServer | None:
+async def _start_source(
+    application: Application, state: BotState, webhook: WebhookConfig | None
+) -> tuple[WebhookServer | None, Poller | None]:
+    settings = state.settings
     if webhook is None:
-        if application.updater is None:
-            raise ValueError("polling needs an Application built with an Updater")
-        await application.updater.start_polling(
-            poll_interval=0.0,
-            timeout=poll_timeout,
-            allowed_updates=Update.ALL_TYPES,
-            error_callback=_polling_failed,
+        poller = Poller(
+            application.bot,
+            state.dispatcher,
+            state.watch,
+            poll_timeout=settings.poll_timeout_seconds,
+            read_timeout=settings.request_timeout_seconds,
         )
+        await poller.start()
         log.info("@%s is polling for updates", application.bot.username)
-        return None
-    server = WebhookServer(application, webhook)
+        return None, poller
+    server = WebhookServer(application, webhook, state.dispatcher)
     await server.start()
     try:
         await application.bot.set_webhook(
@@ -80,9 +120,4 @@ async def _start_fetching(
         await server.stop()
         raise
     log.info("@%s receives updates at its webhook", application.bot.username)
-    return server
-
-
-def _polling_failed(error: TelegramError) -> None:
-    # PTB retries getUpdates with a growing pause; one line per failure, no traceback.
-    log.warning("getUpdates failed: %s (retrying)", error)
+    return server, None

@@ -1,28 +1,21 @@
-"""Getting a reply to Telegram: typing indicator, splitting past 4,096 characters, retries.
+"""Getting a text onto Telegram's screen: splitting past 4,096 characters, the typing indicator.
 
-429 RetryAfter is retried by PTB's `AIORateLimiter` (which also paces outgoing messages). Here we
-retry what it does not: 5xx answers and timeouts (`NetworkError`), a few times with a growing
-pause. A `BadRequest` or a `Forbidden` (the user blocked the bot) would fail the same way again,
-so those are not retried. A timeout may hide a message that did arrive: a rare duplicate is the
-price of not losing replies. A reply that still cannot be sent is logged and given up: it is
-stored already, and the bot carries on with the next update.
+Messages themselves go through the outbox (`bot.telegram.delivery` sends them, and retries).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator
 
-from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
+from telegram import Bot
 from telegram.constants import ChatAction, MessageLimit
-from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
+from telegram.error import TelegramError
+from telegram.ext import ExtBot
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 TYPING_REFRESH_SECONDS = 4.5  # Telegram shows "typing…" for about 5 s per chat action
 
@@ -61,59 +54,6 @@ def _longest_prefix(text: str, limit: int) -> int:
     return len(text)
 
 
-async def with_retries(
-    call: Callable[[], Awaitable[T]], *, retries: int, delay_seconds: float
-) -> T:
-    """`call()`, again after a 5xx or a timeout, at most `retries` more times."""
-    for attempt in range(retries + 1):
-        try:
-            return await call()
-        except BadRequest:
-            raise
-        except NetworkError as exc:
-            if attempt == retries:
-                raise
-            pause = delay_seconds * 2**attempt
-            log.warning("Bot API call failed (%s); retry %d in %.2fs", exc, attempt + 1, pause)
-            await asyncio.sleep(pause)
-    raise AssertionError("unreachable")
-
-
-async def send_text(
-    bot: Bot,
-    chat_id: int,
-    text: str,
-    *,
-    reply_markup: InlineKeyboardMarkup | None = None,
-    reply_to: int | None = None,
-    retries: int = 2,
-    delay_seconds: float = 0.5,
-) -> Message | None:
-    """Send `text` (split if needed; the markup goes on the last piece); the last message sent,
-    or None when Telegram would not take it (logged, never raised)."""
-    pieces = split_message(text)
-    sent: Message | None = None
-    try:
-        for index, piece in enumerate(pieces):
-            send = functools.partial(
-                bot.send_message,
-                chat_id,
-                piece,
-                reply_markup=reply_markup if index == len(pieces) - 1 else None,
-                reply_parameters=ReplyParameters(reply_to, allow_sending_without_reply=True)
-                if reply_to is not None and index == 0
-                else None,
-            )
-            sent = await with_retries(send, retries=retries, delay_seconds=delay_seconds)
-    except Forbidden as exc:
-        log.info("chat %s does not take messages from the bot (%s); reply dropped", chat_id, exc)
-        return None
-    except TelegramError as exc:
-        log.warning("could not send a reply to chat %s: %s; it stays stored", chat_id, exc)
-        return None
-    return sent
-
-
 @contextlib.asynccontextmanager
 async def typing(bot: Bot, chat_id: int, after_seconds: float = 0.0) -> AsyncIterator[None]:
     """Show "typing…" in the chat while the block runs, refreshed every few seconds.
@@ -139,7 +79,11 @@ async def _keep_typing(bot: Bot, chat_id: int, after_seconds: float, done: async
         return
     while True:
         try:
-            await bot.send_chat_action(chat_id, ChatAction.TYPING)
+            if isinstance(bot, ExtBot) and bot.rate_limiter is not None:
+                # Never waiting for a chat that flood control holds back: skipped instead.
+                await bot.send_chat_action(chat_id, ChatAction.TYPING, rate_limit_args=0)
+            else:
+                await bot.send_chat_action(chat_id, ChatAction.TYPING)
         except TelegramError as exc:  # cosmetic: never worth failing or retrying a reply for
             log.debug("typing indicator for chat %s failed: %s", chat_id, exc)
             return

@@ -10,6 +10,9 @@ from telegram.ext import Application, CallbackContext
 from bot.admin_service import AdminService
 from bot.app import App
 from bot.dialogue import DialogueService
+from bot.telegram.delivery import OutboxSender
+from bot.telegram.dispatcher import Dispatcher
+from bot.telegram.outage import OutageWatch
 from bot.telegram.rate_limit import SlidingWindowLimiter
 from config import TelegramSettings
 
@@ -22,6 +25,9 @@ class BotState:
     app: App
     limiter: SlidingWindowLimiter
     admin: AdminService
+    watch: OutageWatch  # is the database answering?
+    dispatcher: Dispatcher  # inbox -> handlers
+    sender: OutboxSender  # outbox -> Telegram
 
     @property
     def service(self) -> DialogueService:

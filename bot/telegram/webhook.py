@@ -5,9 +5,11 @@ health endpoint. Tornado, because PTB's `webhooks` extra brings it. Every POST m
 secret token we gave Telegram in `setWebhook` (header `X-Telegram-Bot-Api-Secret-Token`); one
 without it, or with another, is refused with 403 before its body is read as JSON. A body nested
 deeper than any update is refused with 400 before it is parsed (the parser would recurse once per
-level). Accepted updates go into the Application's update queue, exactly where polling would put
-them. Refused requests are logged at most once a minute, with a count of those left out: anyone
-who can reach the port could otherwise write two log lines per request.
+level). An accepted update is stored in the inbox (`Dispatcher.accept`) before the POST is
+answered: 200 means stored, and a process killed after that loses nothing. While the database
+does not answer, the POST gets 503, and Telegram sends the update again later. Refused requests
+are logged at most once a minute, with a count of those left out: anyone who can reach the port
+could otherwise write two log lines per request.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from tornado.log import access_log
 from tornado.netutil import bind_sockets
 from tornado.web import Application as TornadoApplication
 from tornado.web import RequestHandler
+
+from bot.telegram.dispatcher import Dispatcher, received
+from storage.faults import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +110,12 @@ class WebhookConfig:
 
 
 class WebhookServer:
-    def __init__(self, application: Application, config: WebhookConfig) -> None:
+    def __init__(
+        self, application: Application, config: WebhookConfig, dispatcher: Dispatcher
+    ) -> None:
         self.application = application
         self.config = config
+        self.dispatcher = dispatcher
         self.port: int | None = None  # the bound port (useful with port 0)
         self._server: HTTPServer | None = None
         self._started = time.monotonic()
@@ -136,15 +144,18 @@ class WebhookServer:
 
     def _log_request(self, handler: RequestHandler) -> None:
         """Tornado's access log line, except that refused requests share the throttled
-        warnings, and one the handler reported itself is not logged twice."""
+        warnings, and one the handler reported itself (a refusal, a 503 while the database is
+        down: the outage watch logs that once) is not logged twice."""
         status, request = handler.get_status(), handler.request
         summary = f"{request.method} {request.uri} ({request.remote_ip})"
         took_ms = 1000.0 * request.request_time()
         if status < 400:
             access_log.info("%d %s %.2fms", status, summary, took_ms)
+        elif getattr(handler, "reported", False):
+            return
         elif status >= 500:
             access_log.error("%d %s %.2fms", status, summary, took_ms)
-        elif not getattr(handler, "reported", False):
+        else:
             self.refusals.warning("webhook server refused a request: %d %s", status, summary)
 
     def secret_matches(self, offered: str | None) -> bool:
@@ -155,6 +166,7 @@ class WebhookServer:
         return {
             "status": "ok" if self.application.running else "stopping",
             "mode": "webhook",
+            "database": "down" if self.dispatcher.watch.down else "up",
             "uptime_s": round(time.monotonic() - self._started, 1),
         }
 
@@ -176,11 +188,22 @@ class _UpdateHandler(RequestHandler):
             )
             return
         try:
-            update = Update.de_json(json.loads(self.request.body), self.server.application.bot)
+            payload = json.loads(self.request.body)
+            update = Update.de_json(payload, self.server.application.bot)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             self._refuse(400, "webhook request with a body that is not an update: %s", exc)
             return
-        await self.server.application.update_queue.put(update)
+        try:
+            await self.server.dispatcher.accept([received(update, payload)])
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # Not stored, so not confirmed: Telegram sends it again. The watch logged the outage.
+            self.reported = True
+            self.set_status(503)
+            self.set_header("Retry-After", "1")
+            self.finish()
+            return
         self.set_status(200)
 
     def _refuse(self, status: int, message: str, *args: object) -> None:

@@ -1,15 +1,19 @@
 import asyncio
+import sqlite3
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import OperationalError
 
 from bot import answers
-from bot.dialogue import DialogueService, Incoming, UserRef
+from bot.dialogue import DialogueService, Incoming, ReplyRoute, UserRef
 from bot.model_slot import ModelSlot
-from config import DialogueSettings
+from config import DialogueSettings, StorageSettings
 from storage import conversations, privacy
 from storage.database import Database
-from storage.tables import Message
+from storage.faults import is_transient
+from storage.tables import Message, OutboxMessage
 
 
 def _msg(text: str, chat: str = "c1", user: str = "u1", **kw: object) -> Incoming:
@@ -194,3 +198,93 @@ async def test_a_command_counts_as_delivered_once_per_chat_and_message_id(
     assert await service.first_delivery("telegram", 102, 5)  # another chat's message 5
     assert await service.first_delivery("console", 101, 5)
     assert await service.first_delivery("telegram", 101, 6)
+
+
+# ---- the outbox and database outages --------------------------------------------------------
+
+
+def _outbox(db: Database) -> list[tuple[str, str | None, int | None, str | None]]:
+    with db.session() as s:
+        rows = s.execute(
+            select(
+                OutboxMessage.text,
+                OutboxMessage.dedupe_key,
+                OutboxMessage.message_id,
+                OutboxMessage.reply_to_external_id,
+            ).order_by(OutboxMessage.id)
+        ).all()
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+ROUTE = ReplyRoute(
+    chat_key=55, reply_to=9, markup=lambda reply_id: {"id": reply_id}, source_key="u:1"
+)
+
+
+async def test_with_a_route_the_reply_is_queued_with_the_stored_reply(
+    service: DialogueService, db: Database
+) -> None:
+    answer = await service.respond(_msg("hello", message_id=9), ROUTE)
+    fixed = await service.respond(_msg("!!!", message_id=10), ROUTE)
+    empty = await service.respond(_msg("   ", message_id=11), ROUTE)
+
+    assert answer.queued and fixed.queued and empty.queued
+    assert _outbox(db) == [
+        ("Hi there!", f"answer:{answer.turn_id}", answer.reply_id, "9"),
+        (answers.NO_WORDS, f"answer:{fixed.turn_id}", fixed.reply_id, "9"),
+        (answers.EMPTY, "u:1:answer", None, "9"),  # nothing stored to key it by
+    ]
+    with db.session() as s:
+        markup = s.execute(select(OutboxMessage.reply_markup).limit(1)).scalar_one()
+    assert markup == {"id": answer.reply_id}
+
+
+async def test_a_redelivered_message_whose_reply_never_went_out_gets_it_queued_once(
+    service: DialogueService, db: Database
+) -> None:
+    answer = await service.respond(_msg("hello", message_id=7), ROUTE)
+    with db.begin() as s:  # a reply stored before there was an outbox, never sent
+        s.execute(delete(OutboxMessage))
+
+    again = await service.respond(_msg("hello", message_id=7), ROUTE)
+    once_more = await service.respond(_msg("hello", message_id=7), ROUTE)
+
+    assert again.duplicate and once_more.duplicate
+    assert _outbox(db) == [("Hi there!", f"answer:{answer.turn_id}", answer.reply_id, "9")]
+    assert [t for t, _, _ in _messages(db)] == ["hello", "Hi there!"]  # stored once
+
+
+async def test_a_redelivered_message_whose_reply_was_delivered_gets_nothing(
+    service: DialogueService, db: Database
+) -> None:
+    answer = await service.respond(_msg("hello", message_id=7))  # no outbox: sent directly
+    assert answer.reply_id is not None and await service.mark_sent(answer.reply_id, 900)
+
+    again = await service.respond(_msg("hello", message_id=7), ROUTE)
+
+    assert again.duplicate and _outbox(db) == []
+
+
+async def test_a_locked_database_is_raised_not_apologised_and_nothing_is_half_stored(
+    db: Database, models: ModelSlot, tmp_path: Path
+) -> None:
+    impatient = Database(db.url, StorageSettings(sqlite_busy_timeout_ms=50))
+    service = DialogueService(impatient, models, DialogueSettings())
+    holder = sqlite3.connect(tmp_path / "bot.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with pytest.raises(OperationalError) as raised:
+            await service.respond(_msg("hello", message_id=3), ROUTE)
+        holder.execute("ROLLBACK")
+        assert is_transient(raised.value)
+        assert _messages(db) == [] and _outbox(db) == []
+
+        answer = await service.respond(_msg("hello", message_id=3), ROUTE)  # tried again
+    finally:
+        holder.close()
+        await service.close()
+        impatient.dispose()
+
+    assert answer.text == "Hi there!" and answer.queued
+    assert [t for t, _, _ in _messages(db)] == ["hello", "Hi there!"]
+    assert len(_outbox(db)) == 1

@@ -76,7 +76,7 @@ def start_bot(
     ) -> AsyncIterator[Harness]:
         app = build_app(make_settings(dialogue, **telegram))
         try:
-            application = build_application(app, polling=webhook is None)
+            application = build_application(app)
             async with running(application, webhook) as bot:
                 yield Harness(fake, app, bot)
         finally:

@@ -3,7 +3,6 @@ with a way to wait until it has handled everything sent so far."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,11 +12,12 @@ from telegram.ext import Application
 
 from bot.app import App
 from bot.telegram.runner import RunningBot
-from storage import conversations
+from storage import conversations, inbox, outbox
 from storage.conversations import Turn
 from storage.tables import Feedback
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.fake_telegram import updates as tg
+from tests.support.waiting import wait_until_async
 
 ADMIN_ID = 900
 ANN = tg.user(101, "Ann")
@@ -40,11 +40,22 @@ class Harness:
         return self.bot.application
 
     async def settle(self, timeout: float = 10.0) -> None:
-        """Until every update pushed so far has been fetched (polling) and fully handled: PTB
-        marks an update done in its queue only after every handler for it has returned."""
-        if self.bot.webhook is None:
+        """Until every update pushed so far has been fetched (polling: stored and confirmed),
+        fully handled (nothing pending in the inbox, nothing in progress) and everything due in
+        the outbox sent (a message told to wait until later does not count)."""
+        if self.bot.poller is not None:
             await self.fake.wait_until_fetched(timeout=timeout)
-        await asyncio.wait_for(self.application.update_queue.join(), timeout)
+        await wait_until_async(self.idle, timeout, what="the inbox and the outbox to settle")
+
+    def idle(self) -> bool:
+        """Nothing in progress, nothing pending in the inbox, nothing due in the outbox."""
+        if self.bot.dispatcher.in_flight or self.bot.sender.in_flight:
+            return False
+        waiting = self.app.db.read(inbox.pending_count, "telegram")
+        return waiting == 0 and self.outbox().due == 0
+
+    def outbox(self) -> outbox.QueueState:
+        return self.app.db.read(outbox.queue_state, "telegram")
 
     def turns(self, chat_id: int) -> list[Turn]:
         """Everything stored for a Telegram chat, in order."""

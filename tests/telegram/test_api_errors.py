@@ -1,6 +1,7 @@
-"""Bot API failures: 429 is retried after `retry_after`, 5xx and timeouts a few times, 403 is
-logged; the process keeps running and the stored turns stay. Unexpected errors: logged, and the
-person gets a short apology."""
+"""Bot API failures: a reply is sent until Telegram takes it (429 after `retry_after`; 5xx,
+timeouts and bodies that are not JSON with a growing pause) or refuses it for good (403, 400:
+logged, given up); the process keeps running and the stored turns stay. Unexpected errors:
+logged, and the person gets a short apology."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import pytest
 
 from bot import answers
+from storage.tables import DeliveryStatus, OutboxMessage
 from tests.telegram.harness import ANN, BOB, Harness
 
 
@@ -42,23 +44,41 @@ async def test_a_500_is_retried(bot: Harness) -> None:
     await _assert_exchange_stored(bot, ANN["id"], sent=True)
 
 
-async def test_persistent_500s_lose_the_send_but_not_the_turns_and_the_bot_goes_on(
+async def test_a_reply_is_sent_through_500s_garbage_and_429s_until_telegram_takes_it(
     bot: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    bot.fake.fail("sendMessage", 500, times=3)  # the first try and both retries
+    bot.fake.fail("sendMessage", 500, times=3)
+    bot.fake.garble("sendMessage")  # a 200 whose body is not JSON
+    bot.fake.fail("sendMessage", 429, retry_after=1, times=2)
     bot.fake.say(ANN, "hello")
-    await bot.fake.wait_for("sendMessage", 3, ok=False)
+    [reply] = await bot.fake.wait_for_message(ANN["id"], timeout=20)
     await bot.settle()
 
-    assert bot.fake.sent(ANN["id"]) == []
-    await _assert_exchange_stored(bot, ANN["id"], sent=False)
-    assert any("stays stored" in r.getMessage() for r in caplog.records)
+    statuses = [c.status for c in bot.fake.calls_to("sendMessage", ok=None)]
+    assert statuses == [500, 500, 500, 200, 429, 429, 200]
+    assert len(bot.fake.sent(ANN["id"])) == 1 and reply["text"] == "Hi there!"
+    await _assert_exchange_stored(bot, ANN["id"], sent=True)
+    assert any("sending failed" in r.getMessage() for r in caplog.records)
 
-    bot.fake.say(ANN, "how are you?")
-    [reply] = await bot.fake.wait_for_message(ANN["id"])
+    bot.fake.say(ANN, "how are you?")  # and the bot goes on
+    [_, second] = await bot.fake.wait_for_message(ANN["id"], 2)
     await bot.settle()
-    assert reply["text"] == "I am fine, thanks."
+    assert second["text"] == "I am fine, thanks."
     assert len(bot.turns(ANN["id"])) == 4
+
+
+@pytest.mark.slow
+async def test_five_429s_in_a_row_do_not_lose_the_reply(bot: Harness) -> None:
+    bot.fake.fail("sendMessage", 429, retry_after=1, times=5)
+    bot.fake.say(ANN, "hello")
+    [reply] = await bot.fake.wait_for_message(ANN["id"], timeout=30)
+    await bot.settle()
+
+    calls = bot.fake.calls_to("sendMessage", ok=None)
+    assert [c.status for c in calls] == [429] * 5 + [200]
+    assert all(b.at - a.at >= 1.0 for a, b in zip(calls, calls[1:], strict=False))
+    assert reply["text"] == "Hi there!"
+    await _assert_exchange_stored(bot, ANN["id"], sent=True)
 
 
 async def test_a_blocked_bot_is_logged_not_retried_and_others_are_still_answered(
@@ -75,7 +95,13 @@ async def test_a_blocked_bot_is_logged_not_retried_and_others_are_still_answered
 
     assert [c.status for c in bot.fake.calls_to("sendMessage", ok=None)] == [403, 200]
     await _assert_exchange_stored(bot, ANN["id"], sent=False)
-    assert any("does not take messages" in r.getMessage() for r in caplog.records)
+    assert any("refused a message for good" in r.getMessage() for r in caplog.records)
+    with bot.app.db.session() as session:
+        statuses = session.query(OutboxMessage.chat_key, OutboxMessage.status).all()
+    assert sorted(statuses) == [
+        (str(ANN["id"]), DeliveryStatus.FAILED.value),
+        (str(BOB["id"]), DeliveryStatus.DONE.value),
+    ]
 
 
 async def test_a_timed_out_send_is_retried(start_bot) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from telegram import Bot
+from sqlalchemy.orm import Session
 
 from bot.telegram.feedback import feedback_keyboard
-from bot.telegram.sending import send_text, split_message, utf16_length
-from tests.support.fake_telegram import FakeTelegram
-from tests.telegram.harness import ANN, buttons
+from bot.telegram.outgoing import queue
+from bot.telegram.sending import split_message, utf16_length
+from storage import outbox
+from storage.outbox import OutgoingMessage
+from tests.support.fake_telegram import updates as tg
+from tests.telegram.harness import ANN, Harness, buttons
 
 
 def test_a_short_text_is_one_piece() -> None:
@@ -43,16 +46,37 @@ def test_emoji_count_twice_and_are_never_cut_in_half() -> None:
     assert "".join(pieces) == text
 
 
-async def test_a_long_reply_arrives_in_pieces_with_the_buttons_under_the_last(
-    fake: FakeTelegram,
+async def test_a_long_message_arrives_in_pieces_with_the_buttons_under_the_last(
+    bot: Harness,
 ) -> None:
-    fake.say(ANN, "hi")  # the chat exists
+    bot.fake.chats[ANN["id"]] = tg.private_chat(ANN)  # a chat the bot may write to
     text = " ".join(f"word{i}" for i in range(1500))
-    async with Bot(fake.token, base_url=fake.base_url) as bot:
-        last = await send_text(bot, ANN["id"], text, reply_markup=feedback_keyboard(7))
 
-    sent = fake.sent(ANN["id"])
-    assert len(sent) == 4
+    await queue(bot.bot.state, ANN["id"], text, reply_markup=feedback_keyboard(7))
+    sent = await bot.fake.wait_for_message(ANN["id"], 4)
+    await bot.settle()
+
+    assert len(bot.fake.sent(ANN["id"])) == 4
     assert " ".join(m["text"] for m in sent) == text
     assert [bool(buttons(m)) for m in sent] == [False, False, False, True]
-    assert last is not None and last.message_id == sent[-1]["message_id"]
+
+
+async def test_a_message_cut_short_by_a_crash_goes_on_from_the_first_piece_not_sent(
+    bot: Harness,
+) -> None:
+    bot.fake.chats[ANN["id"]] = tg.private_chat(ANN)
+    text = " ".join(f"word{i}" for i in range(1500))
+    pieces = split_message(text)
+
+    def queued_half_sent(session: Session) -> None:
+        queued = outbox.enqueue(session, OutgoingMessage("telegram", ANN["id"], text))
+        assert queued is not None
+        outbox.record_progress(session, queued, 2)  # what a process killed after two recorded
+
+    bot.app.db.transact(queued_half_sent)
+    bot.bot.sender.wake()
+    sent = await bot.fake.wait_for_message(ANN["id"], 2)
+    await bot.settle()
+
+    assert [m["text"] for m in bot.fake.sent(ANN["id"])] == pieces[2:]
+    assert [m["text"] for m in sent] == pieces[2:]

@@ -9,8 +9,15 @@ also plain JSON bodies and query strings, as other clients send them.
 
 Tests push updates (`push`, or the `say`/`press`/... helpers), then await what the bot did
 (`wait_for`, `wait_for_message`), without sleeping: every call notifies a condition. Faults are
-injected per method: an HTTP error (`fail`: 429 with `retry_after`, 500, 403, ...) or a slow
-response (`slow`), for the next N calls.
+injected per method (and optionally per chat): an HTTP error (`fail`: 429 with `retry_after`,
+500, 403, ...), a 200 whose body is not JSON (`garble`) or a slow response (`slow`), for the
+next N calls; `hold` keeps a method's calls waiting, not carried out, until `release`.
+
+Updates wait in one queue until confirmed, as on Telegram: by getUpdates' `offset` (polling), or
+in webhook mode (`route_webhook`: where the webhook URL is served locally) by a 200 answer to
+the POST that delivers them. Like Telegram, the fake POSTs a chat's updates one at a time and in
+order, and sends an update again (after a short pause) when the POST fails: an error status, a
+refused connection, a process killed mid-request.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from tests.support.fake_telegram import updates
 from tests.support.fake_telegram.updates import JSON
 
 DEFAULT_TOKEN = "123456789:AAHfakeTOKENfakeTOKENfakeTOKEN_abc-9"
+_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # Parameters that are strings on the wire even when they look like JSON ("42", "true", "[1]").
 _STRING_PARAMS = frozenset(
     {"text", "caption", "secret_token", "url", "callback_query_id", "action", "parse_mode"}
@@ -55,6 +63,13 @@ class _Fault:
     description: str
     retry_after: int | None
     times: int
+    chat_id: int | None = None  # only calls to this chat (None: any call)
+    garbage: bool = False  # a 200 whose body is not JSON
+
+
+# Webhook redelivery: pauses after a failed POST, doubled from the first up to the last.
+REDELIVER_FIRST_SECONDS = 0.05
+REDELIVER_MAX_SECONDS = 0.5
 
 
 class FakeTelegram:
@@ -84,6 +99,13 @@ class FakeTelegram:
         self._callback_ids = itertools.count(1)
         self._faults: dict[str, deque[_Fault]] = defaultdict(deque)
         self._delays: dict[str, deque[float]] = defaultdict(deque)
+        self._held: dict[str, asyncio.Event] = {}
+        self._webhook_target: str | None = None  # where the webhook URL is served locally
+        self._webhook_task: asyncio.Task[None] | None = None
+        self._posting: set[int] = set()  # update ids with a webhook POST in flight
+        self._redeliver_at: dict[int, float] = {}  # update id -> when to POST it again
+        self._post_failures: dict[int, int] = defaultdict(int)
+        self.webhook_statuses: list[int] = []  # what the bot answered each POST (0: no answer)
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -104,6 +126,10 @@ class FakeTelegram:
         return self
 
     async def close(self) -> None:
+        if self._webhook_task is not None:
+            self._webhook_task.cancel()
+            await asyncio.gather(self._webhook_task, return_exceptions=True)
+            self._webhook_task = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -129,8 +155,10 @@ class FakeTelegram:
         times: int = 1,
         retry_after: int | None = None,
         description: str | None = None,
+        chat_id: int | None = None,
     ) -> None:
-        """Answer the next `times` calls of `method` with HTTP `status` (429: with retry_after)."""
+        """Answer the next `times` calls of `method` (to `chat_id` only, if given) with HTTP
+        `status` (429: with retry_after)."""
         if status == 429 and retry_after is None:
             retry_after = 1
         text = description or {
@@ -139,7 +167,22 @@ class FakeTelegram:
             500: "Internal Server Error",
             502: "Bad Gateway",
         }.get(status, f"Error {status}")
-        self._faults[method].append(_Fault(status, text, retry_after, times))
+        self._faults[method].append(_Fault(status, text, retry_after, times, chat_id))
+
+    def garble(self, method: str, *, times: int = 1) -> None:
+        """Answer the next `times` calls of `method` with a 200 whose body is not JSON (a broken
+        proxy); the call is not carried out."""
+        self._faults[method].append(_Fault(200, "", None, times, garbage=True))
+
+    def hold(self, method: str) -> None:
+        """Keep calls of `method` waiting, not carried out, until `release(method)`; one whose
+        client goes away meanwhile (a killed process) is never carried out (status 499)."""
+        self._held.setdefault(method, asyncio.Event())
+
+    def release(self, method: str) -> None:
+        held = self._held.pop(method, None)
+        if held is not None:
+            held.set()
 
     def slow(self, method: str, seconds: float, *, times: int = 1) -> None:
         """Delay the next `times` calls of `method` by `seconds`; one whose client timed out
@@ -149,10 +192,16 @@ class FakeTelegram:
     # ---- updates in -----------------------------------------------------------------------------
 
     def push(self, update: JSON) -> JSON:
-        """Queue an update for getUpdates (an `update_id` is assigned if missing)."""
+        """Queue an update for getUpdates, or for the webhook once one is routed (an
+        `update_id` is assigned if missing)."""
         self._pending.append(self._register(update))
         self._notify()
         return update
+
+    @property
+    def unconfirmed(self) -> list[JSON]:
+        """Updates pushed and not yet confirmed (by getUpdates' offset or a 200 to the POST)."""
+        return list(self._pending)
 
     def _register(self, update: JSON) -> JSON:
         update.setdefault("update_id", self._next_update_id)
@@ -234,10 +283,78 @@ class FakeTelegram:
     async def wait_until_fetched(
         self, update: JSON | None = None, *, timeout: float = 10.0
     ) -> None:
-        """Until getUpdates' offset acknowledged `update` (default: every update pushed so far),
-        i.e. PTB has put it into its update queue."""
+        """Until `update` (default: every update pushed so far) is confirmed: by getUpdates'
+        offset, or by a 200 to its webhook POST. The bot confirms an update once it stored it."""
         target = update["update_id"] if update is not None else self._next_update_id - 1
-        await self._wait(lambda: self._confirmed >= target, timeout, f"offset past {target}")
+
+        def confirmed() -> bool:
+            return all(pending["update_id"] > target for pending in self._pending)
+
+        await self._wait(confirmed, timeout, f"updates up to {target} confirmed")
+
+    def route_webhook(self, local_url: str) -> None:
+        """Deliver pushed updates to the webhook, which is served at `local_url` (the URL given
+        in setWebhook is a public one), as Telegram does: see the module docstring."""
+        self._webhook_target = local_url
+        if self._webhook_task is None:
+            self._webhook_task = asyncio.get_running_loop().create_task(self._deliver_webhooks())
+        self._notify()
+
+    async def _deliver_webhooks(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                async with self._changed:
+                    await self._changed.wait_for(lambda: bool(self._ready_for_webhook()))
+                    ready = self._ready_for_webhook()
+                for update in ready:
+                    self._posting.add(update["update_id"])
+                    asyncio.get_running_loop().create_task(self._post_update(session, update))
+
+    def _ready_for_webhook(self) -> list[JSON]:
+        """The first unconfirmed update of each chat, unless it is being POSTed or waits for its
+        next try; updates that belong to no chat all at once."""
+        if self.webhook is None or self._webhook_target is None:
+            return []
+        now = time.monotonic()
+        ready: list[JSON] = []
+        chats_seen: set[int] = set()
+        for update in self._pending:
+            chat = _chat_of(update)
+            if chat is not None:
+                if chat in chats_seen:
+                    continue
+                chats_seen.add(chat)
+            update_id = update["update_id"]
+            if update_id in self._posting or self._redeliver_at.get(update_id, 0.0) > now:
+                continue
+            ready.append(update)
+        return ready
+
+    async def _post_update(self, session: aiohttp.ClientSession, update: JSON) -> None:
+        assert self.webhook is not None and self._webhook_target is not None
+        update_id = update["update_id"]
+        headers = {"Content-Type": "application/json"}
+        if self.webhook.get("secret_token"):
+            headers[_SECRET_HEADER] = self.webhook["secret_token"]
+        try:
+            async with session.post(
+                self._webhook_target, data=json.dumps(update), headers=headers
+            ) as response:
+                status = response.status
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            status = 0
+        self.webhook_statuses.append(status)
+        self._posting.discard(update_id)
+        if status == 200:
+            self._pending = deque(u for u in self._pending if u["update_id"] != update_id)
+            self._redeliver_at.pop(update_id, None)
+        else:
+            failures = self._post_failures[update_id]
+            self._post_failures[update_id] += 1
+            pause = min(REDELIVER_FIRST_SECONDS * 2**failures, REDELIVER_MAX_SECONDS)
+            self._redeliver_at[update_id] = time.monotonic() + pause
+            asyncio.get_running_loop().call_later(pause, self._notify)
+        self._notify()
 
     async def deliver_to_webhook(
         self, update: JSON, *, url: str | None = None, secret: str | None = None
@@ -248,7 +365,7 @@ class FakeTelegram:
         headers = {"Content-Type": "application/json"}
         token = secret if secret is not None else self.webhook.get("secret_token")
         if token is not None:
-            headers["X-Telegram-Bot-Api-Secret-Token"] = token
+            headers[_SECRET_HEADER] = token
         body = json.dumps(self._register(update))
         async with (
             aiohttp.ClientSession() as session,
@@ -283,6 +400,14 @@ class FakeTelegram:
             return _error(401, "Unauthorized")
         method = request.match_info["method"]
         params = await _parameters(request)
+        held = self._held.get(method)
+        if held is not None:
+            try:
+                await held.wait()
+            except asyncio.CancelledError:  # the client went away: never carried out
+                self.calls.append(ApiCall(method, params, 499))
+                self._notify()
+                raise
         delays = self._delays.get(method)
         if delays:
             try:
@@ -293,7 +418,7 @@ class FakeTelegram:
                 self.calls.append(ApiCall(method, params, 499))
                 self._notify()
                 raise
-        response = self._injected_fault(method) or await self._dispatch(method, params)
+        response = self._injected_fault(method, params) or await self._dispatch(method, params)
         call = ApiCall(method, params, response.status)
         self.calls.append(call)
         for listener in self.listeners:
@@ -301,14 +426,19 @@ class FakeTelegram:
         self._notify()
         return response
 
-    def _injected_fault(self, method: str) -> web.Response | None:
+    def _injected_fault(self, method: str, params: JSON) -> web.Response | None:
         queue = self._faults.get(method)
         if not queue:
             return None
-        fault = queue[0]
+        chat_id = _int(params.get("chat_id"))
+        fault = next((f for f in queue if f.chat_id is None or f.chat_id == chat_id), None)
+        if fault is None:
+            return None
         fault.times -= 1
         if fault.times <= 0:
-            queue.popleft()
+            queue.remove(fault)
+        if fault.garbage:
+            return web.Response(status=200, text="<html>502 Bad Gateway</html>")
         parameters = {"retry_after": fault.retry_after} if fault.retry_after is not None else None
         return _error(fault.status, fault.description, parameters)
 
@@ -436,6 +566,16 @@ def _decode(key: str, value: str) -> Any:
         return json.loads(value)
     except ValueError:
         return value
+
+
+def _chat_of(update: JSON) -> int | None:
+    """The chat an update belongs to (its message's, or its button's message's)."""
+    for value in update.values():
+        if isinstance(value, dict):
+            chat = value.get("chat") or (value.get("message") or {}).get("chat")
+            if isinstance(chat, dict) and isinstance(chat.get("id"), int):
+                return int(chat["id"])
+    return None
 
 
 def _int(value: Any) -> int | None:

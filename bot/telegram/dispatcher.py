@@ -1,0 +1,236 @@
+"""From the inbox to PTB's handlers: updates are stored first, handled by whichever process
+claims them, and marked done only after their handlers returned.
+
+`accept()` is the front door for both ways updates arrive (the polling loop, the webhook
+server): it stores them in the inbox, and only once that committed may the caller confirm them
+to Telegram. `run()` claims stored updates (a lease, see `storage.inbox`), hands each to
+`Application.process_update`, and marks it done. The oldest pending update of a chat is the
+only claimable one, so a chat's updates are handled in order, one at a time, whichever replica
+runs them; different chats run concurrently (up to `concurrent_updates`), and their decodes
+share batches.
+
+When a handler meets a database that does not answer, the error handler reports it here
+(`database_fault`) instead of apologising: the update is handled again once the database is
+back, and nothing was confirmed or answered on the way. Every message a handler queues while
+handling an update gets a key from `send_key()` (`update:<id>:<n>`), the same each time the
+update is handled, so a second run queues nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from telegram import Update
+from telegram.ext import Application
+
+from bot.telegram.leases import LeaseKeeper
+from bot.telegram.outage import OutageWatch
+from config import TelegramSettings
+from storage import inbox
+from storage.database import Database
+from storage.faults import describe, is_transient
+from storage.inbox import ClaimedUpdate, ReceivedUpdate
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "telegram"
+
+
+def received(update: Update, payload: dict[str, Any] | None = None) -> ReceivedUpdate:
+    """An update as the inbox stores it: `payload` is the JSON Telegram sent (default: PTB's
+    own rendering of `update`, which keeps fields it does not know)."""
+    chat = update.effective_chat
+    return ReceivedUpdate(
+        update_id=update.update_id,
+        chat_key=None if chat is None else str(chat.id),
+        payload=payload if payload is not None else update.to_dict(),
+    )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        application: Application[Any, Any, Any, Any, Any, Any],
+        db: Database,
+        settings: TelegramSettings,
+        watch: OutageWatch,
+        worker: str,
+    ) -> None:
+        self.application = application
+        self.db = db
+        self.settings = settings
+        self.watch = watch
+        self.worker = worker
+        self.leases = LeaseKeeper(
+            db,
+            worker,
+            settings.delivery_lease_seconds,
+            watch,
+            renew=inbox.renew,
+            release=inbox.release,
+        )
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: dict[int, asyncio.Task[None]] = {}  # inbox row id -> its handling
+        self._faults: dict[int, BaseException] = {}  # update id -> the database error it met
+        self._send_counters: dict[int, itertools.count[int]] = {}
+
+    # ---- the front door -------------------------------------------------------------------------
+
+    async def accept(self, updates: Sequence[ReceivedUpdate]) -> None:
+        """Store `updates` in the inbox. Returns once they are durable: only then may they be
+        confirmed to Telegram. A database that does not answer raises (after telling the watch)."""
+        try:
+            await self.db.run(inbox.store, PLATFORM, updates)
+        except Exception as exc:
+            if is_transient(exc):
+                self.watch.failed(exc)
+            raise
+        self.watch.answered()
+        self.wake()
+
+    def wake(self) -> None:
+        """Look for claimable updates now (some were stored, or a chat's turn came)."""
+        self._wake.set()
+
+    # ---- what handlers tell us ------------------------------------------------------------------
+
+    def database_fault(self, update: object, error: BaseException) -> None:
+        """The error handler: `update` met a database that does not answer; handle it again."""
+        if isinstance(update, Update):
+            self._faults[update.update_id] = error
+
+    def send_key(self, update: object) -> str | None:
+        """The outbox key of the next message queued while handling `update`; None outside a
+        dispatched update (then the message is queued without one)."""
+        if not isinstance(update, Update):
+            return None
+        counter = self._send_counters.get(update.update_id)
+        return None if counter is None else f"update:{update.update_id}:{next(counter)}"
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    # ---- the loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Claim and handle updates until `stop()`."""
+        renewing = asyncio.create_task(self.leases.run(), name="inbox-leases")
+        attempt = 0
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                free = self.settings.concurrent_updates - len(self._tasks)
+                claimed: list[ClaimedUpdate] = []
+                if free > 0:
+                    try:
+                        claimed = await self.db.run(
+                            inbox.claim,
+                            PLATFORM,
+                            self.worker,
+                            limit=free,
+                            lease_seconds=self.settings.delivery_lease_seconds,
+                        )
+                    except Exception as exc:
+                        if not is_transient(exc):  # a bug: logged, and the loop goes on
+                            log.exception("claiming work from the database failed")
+                        else:
+                            self.watch.failed(exc)
+                        await self._pause(self.watch.delay(attempt))
+                        attempt += 1
+                        continue
+                    attempt = 0
+                    self.watch.answered()
+                    for row in claimed:
+                        self._start(row)
+                if claimed and len(claimed) == free:
+                    continue  # there may be more
+                await self._pause(self.settings.delivery_poll_seconds)
+        finally:
+            renewing.cancel()
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Claim nothing more; let the updates in progress finish for up to `grace_seconds`,
+        then give the leases of the unfinished ones back (another process takes them over)."""
+        self._stopping = True
+        self.wake()
+        tasks = list(self._tasks.values())
+        if tasks:
+            _, unfinished = await asyncio.wait(tasks, timeout=grace_seconds)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+        await self.leases.release_all()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _start(self, row: ClaimedUpdate) -> None:
+        self.leases.held.add(row.id)
+        task = asyncio.create_task(self._handle(row), name=f"update-{row.update_id}")
+        self._tasks[row.id] = task
+
+    async def _handle(self, row: ClaimedUpdate) -> None:
+        stopped = False
+        try:
+            error = await self._process(row)
+            if error is not None or row.id in self.leases.held:
+                await self.watch.until_done(lambda: self.db.run(inbox.finish, row.id, error=error))
+        except asyncio.CancelledError:
+            stopped = True  # `stop()` gives its lease back
+            raise
+        except Exception:  # its lease runs out, and it is claimed again (a few times at most)
+            log.exception("update %s could not be handled; it stays in the inbox", row.update_id)
+        finally:
+            if not stopped:
+                self.leases.held.discard(row.id)
+            self._tasks.pop(row.id, None)
+            self._send_counters.pop(row.update_id, None)
+            self._faults.pop(row.update_id, None)
+            self.wake()  # the chat's next update may be claimable now
+
+    async def _process(self, row: ClaimedUpdate) -> str | None:
+        """Run the handlers until they got through without a database outage; the reason the
+        update was given up, or None."""
+        if row.attempts > self.settings.update_max_attempts:
+            log.warning(
+                "update %s was claimed %d times without being handled (a process died on it "
+                "each time?); given up",
+                row.update_id,
+                row.attempts - 1,
+            )
+            return f"given up after {row.attempts - 1} claims"
+        try:
+            update = Update.de_json(row.payload, self.application.bot)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("update %s is not an update we can read: %s", row.update_id, exc)
+            return f"unreadable: {exc}"
+        attempt = 0
+        while True:
+            self._send_counters[row.update_id] = itertools.count()
+            await self.application.process_update(update)
+            fault = self._faults.pop(row.update_id, None)
+            if fault is None:
+                return None
+            self.watch.failed(fault)
+            log.debug("update %s met %s; handled again later", row.update_id, describe(fault))
+            await asyncio.sleep(self.watch.delay(attempt))
+            attempt += 1
+            if not await self._still_mine(row):
+                return None  # another process took it over: it finishes it
+
+    async def _still_mine(self, row: ClaimedUpdate) -> bool:
+        """Wait for the database, then check that no other process claimed the update while our
+        lease could not be renewed."""
+        mine = await self.watch.until_done(lambda: self.leases.still_mine(row.id))
+        if not mine:
+            self.leases.held.discard(row.id)
+            log.info("update %s was taken over by another process", row.update_id)
+        return mine

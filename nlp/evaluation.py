@@ -8,37 +8,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from config import DecodingSettings
-from nlp.checkpoint import load_checkpoint, read_config
+from nlp.checkpoint import read_config
 from nlp.datasets import EncodedPair, bucketed_batches, corpus_from_splits, tokenized_splits
 from nlp.errors import DataError
 from nlp.metrics import reply_metrics
 from nlp.recipe import DataRecipe
-from nlp.search.decode import decode
-from nlp.seq2seq import Seq2Seq
-from nlp.text import TextProcessor
+from nlp.responder import Responder
 from nlp.training import mean_loss
-from nlp.vocabulary import Vocabulary
 
 
 def evaluate_pairs(
-    model: Seq2Seq,
-    vocab: Vocabulary,
-    pairs: Sequence[EncodedPair],
-    decoding: DecodingSettings,
-    device: torch.device,
-    batch_size: int = 64,
+    responder: Responder, pairs: Sequence[EncodedPair], batch_size: int = 64
 ) -> dict[str, Any]:
-    loss = mean_loss(model, pairs, device)
+    """Perplexity of the references, and the reply metrics of the replies the responder gives
+    (decoded as served: its settings, vocabulary rules, reverse model, seeded sampling)."""
+    loss = mean_loss(responder.model, pairs, responder.device)
     hypotheses: list[list[str]] = []
     references: list[list[str]] = []
     for batch in bucketed_batches(pairs, batch_size, shuffle=False):
-        batch = batch.to(device)
-        for hyp in decode(model, batch.src, batch.src_lengths, decoding):
-            hypotheses.append(vocab.decode(hyp.tokens))
-        references.extend(vocab.decode(row) for row in batch.trg_out.tolist())
+        lengths = batch.src_lengths.tolist()
+        sources = [row[:n] for row, n in zip(batch.src.tolist(), lengths, strict=True)]
+        hypotheses.extend(reply.tokens for reply in responder.generate_ids(sources))
+        references.extend(responder.vocab.decode(row) for row in batch.trg_out.tolist())
     return {
         "pairs": len(pairs),
         "loss": loss,
@@ -63,32 +55,28 @@ def evaluate_checkpoint(
     pairs of another checkpoint's recipe instead (each read with this model's context rule), so
     two models are compared on the same pairs. `sizes`: the reply metrics also on the first N
     pairs for each N (diversity numbers depend on how many replies they count)."""
-    checkpoint = load_checkpoint(directory, device)
+    decoding = decoding or DecodingSettings()
+    responder = Responder(directory, decoding, device)
     selection = DataRecipe.from_config(read_config(pairs_like)) if pairs_like else None
     if selection is not None and sources:
         selection = selection.for_sources(sources)
     tokenized = tokenized_splits(
-        checkpoint.recipe.for_sources(sources), TextProcessor(checkpoint.text_settings), selection
+        responder.recipe.for_sources(sources), responder.processor, selection
     )
-    corpus = corpus_from_splits(tokenized, vocab=checkpoint.vocab)
+    corpus = corpus_from_splits(tokenized, vocab=responder.vocab)
     pairs = corpus.encoded[split][:limit]
     if not pairs:
         raise DataError(f"the {split!r} split of {directory} holds no pairs to evaluate")
-    decoding = decoding or DecodingSettings()
-    on = torch.device(device)
     result = {
         "split": split,
         "limit": limit,
         "pairs_like": str(pairs_like) if pairs_like else None,
         "decoding": decoding.strategy,
         "decoding_settings": decoding.model_dump(mode="json", exclude_defaults=True),
-        **evaluate_pairs(checkpoint.model, checkpoint.vocab, pairs, decoding, on),
+        **evaluate_pairs(responder, pairs),
     }
     if sizes:
-        result["sizes"] = {
-            str(n): evaluate_pairs(checkpoint.model, checkpoint.vocab, pairs[:n], decoding, on)
-            for n in sizes
-        }
+        result["sizes"] = {str(n): evaluate_pairs(responder, pairs[:n]) for n in sizes}
     return result
 
 

@@ -125,6 +125,15 @@ class Responder:
         if not contexts:
             return []
         sources = [self.vocab.encode(self.encode_context(c)) for c in contexts]
+        return self.generate_ids(sources, decoding)
+
+    def generate_ids(
+        self, sources: Sequence[Sequence[int]], decoding: DecodingSettings | None = None
+    ) -> list[Reply]:
+        """Replies to contexts already encoded with this model's vocabulary: what evaluation
+        scores, decoded exactly as served (vocabulary rules, reverse model, seeded sampling)."""
+        if not sources:
+            return []
         src = pad(sources).to(self.device)
         lengths = torch.tensor([len(s) for s in sources])
         settings = decoding or self.decoding

@@ -152,6 +152,14 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
     group.add_argument("--beam", type=int, metavar="N", help="beam search with N beams")
     group.add_argument("--sample", action="store_true", help="sample (see --top-p, --top-k)")
     group.add_argument("--greedy", action="store_true", help="greedy decoding")
+    group.add_argument(
+        "--rerank",
+        type=int,
+        metavar="N",
+        help="sample N replies and keep the best scored (with --mmi: plus the reverse model)",
+    )
+    p.add_argument("--min-length", type=int, help="tokens before a reply may end")
+    p.add_argument("--length-weight", type=float, dest="rerank_length_weight")
     p.add_argument("--top-p", type=float)
     p.add_argument("--top-k", type=int)
     p.add_argument("--temperature", type=float)
@@ -174,7 +182,17 @@ def decoding_from_args(settings: Settings, args: argparse.Namespace) -> Any:
         d["strategy"] = "sample"
     elif args.greedy:
         d["strategy"] = "greedy"
-    for name in ("top_p", "top_k", "temperature", "max_length", "mmi_weight"):
+    elif args.rerank is not None:
+        d.update(strategy="rerank", rerank_candidates=args.rerank)
+    for name in (
+        "top_p",
+        "top_k",
+        "temperature",
+        "max_length",
+        "mmi_weight",
+        "min_length",
+        "rerank_length_weight",
+    ):
         if getattr(args, name) is not None:
             d[name] = getattr(args, name)
     if args.mmi is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from pydantic import ValidationError
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from config import ModelSettings, TextSettings
@@ -170,7 +170,10 @@ def read_config(directory: Path) -> dict[str, Any]:
 def load_checkpoint(directory: Path, device: torch.device | str = "cpu") -> Checkpoint:
     directory = Path(directory)
     config = read_config(directory)
-    for name, expected in (config.get("sha256") or {}).items():
+    digests = config.get("sha256") or {}
+    if not isinstance(digests, dict):
+        raise CheckpointError(f"checkpoint {directory}: invalid {CONFIG}: sha256 is not a mapping")
+    for name, expected in digests.items():
         if _sha256(directory / name) != expected:
             raise CheckpointError(
                 f"checkpoint {directory}: {name} does not match its recorded checksum "
@@ -180,7 +183,13 @@ def load_checkpoint(directory: Path, device: torch.device | str = "cpu") -> Chec
         model_settings = ModelSettings(**config["model"])
         text_settings = TextSettings(**config["text"])
         vocab_size = int(config["vocab_size"])
-    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+    except ValidationError as exc:  # its text runs over several lines: the first error will do
+        first = exc.errors()[0]
+        where = ".".join([exc.title, *(str(part) for part in first["loc"])])
+        raise CheckpointError(
+            f"checkpoint {directory}: invalid {CONFIG}: {where}: {first['msg']}"
+        ) from exc
+    except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {directory}: invalid {CONFIG}: {exc}") from exc
     if not 4 <= vocab_size <= MAX_VOCAB_SIZE:
         raise CheckpointError(
@@ -191,6 +200,7 @@ def load_checkpoint(directory: Path, device: torch.device | str = "cpu") -> Chec
     vocab = Vocabulary.load(directory / VOCAB)
     if len(vocab) != vocab_size:
         raise CheckpointError(f"checkpoint {directory}: vocabulary size does not match the model")
+    _check_weight_shapes(directory, model_settings, vocab_size)
     model = Seq2Seq(model_settings, vocab_size)
     try:
         state = load_file(str(directory / WEIGHTS), device="cpu")
@@ -216,12 +226,41 @@ def load_checkpoint(directory: Path, device: torch.device | str = "cpu") -> Chec
     )
 
 
+def _check_weight_shapes(directory: Path, model_settings: ModelSettings, vocab_size: int) -> None:
+    """The sizes in config.json must be those of the tensors in the weight file, checked before a
+    model of those sizes is allocated: a config whose digest was recomputed after an edit would
+    otherwise allocate whatever it asks for. The model is built on the meta device (shapes, no
+    memory) and the file's shapes come from its header (nothing loaded)."""
+    with torch.device("meta"):
+        expected = {
+            name: tuple(tensor.shape)
+            for name, tensor in Seq2Seq(model_settings, vocab_size).state_dict().items()
+        }
+    try:
+        with safe_open(str(directory / WEIGHTS), framework="pt") as weights:
+            names = weights.keys()  # not a dict: it has keys() but cannot be iterated
+            found = {name: tuple(weights.get_slice(name).get_shape()) for name in names}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"checkpoint {directory}: cannot load weights: {exc}") from exc
+    for name, shape in found.items():
+        if name in expected and shape != expected[name]:
+            raise CheckpointError(
+                f"checkpoint {directory}: {WEIGHTS} does not fit {CONFIG}: {name} is "
+                f"{list(shape)} in the file, {list(expected[name])} by the config"
+            )
+
+
 def load_training_state(
     directory: Path,
 ) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any] | None]:
     """Optimizer tensors and trainer counters saved for `--resume` (None when absent)."""
     directory = Path(directory)
-    optimizer = load_file(str(directory / OPTIMIZER)) if (directory / OPTIMIZER).is_file() else None
+    try:
+        optimizer = (
+            load_file(str(directory / OPTIMIZER)) if (directory / OPTIMIZER).is_file() else None
+        )
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"checkpoint {directory}: cannot read {OPTIMIZER}: {exc}") from exc
     state = _read_optional_json(directory / TRAINER_STATE) or None
     return optimizer, state
 

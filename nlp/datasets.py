@@ -106,14 +106,33 @@ def _load_pair_file(path: Path) -> list[Dialogue]:
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     dialogues = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            context, reply = _parse_pair_line(line, path, number)
-            if context.strip() and reply.strip():
-                dialogues.append(Dialogue(f"{path.name}:{number}", (context, reply)))
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                context, reply = _parse_pair_line(line, path, number)
+                if context.strip() and reply.strip():
+                    dialogues.append(Dialogue(f"{path.name}:{number}", (context, reply)))
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{path}:{_first_undecodable_line(path)}: not UTF-8 text (save the file as UTF-8)"
+        ) from None
+    except OSError as exc:
+        raise DataError(f"cannot read data file {path}: {exc.strerror or exc}") from None
     return dialogues
+
+
+def _first_undecodable_line(path: Path) -> int:
+    """The text reader decodes blocks, not lines; this finds the line (a newline byte is never
+    part of a longer UTF-8 sequence, so splitting the bytes at it splits no character)."""
+    with path.open("rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 1
 
 
 def _parse_pair_line(line: str, path: Path, number: int) -> tuple[str, str]:

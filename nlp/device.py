@@ -2,13 +2,37 @@
 
 import torch
 
+from nlp.errors import NlpError
+
+CHOICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+class DeviceError(NlpError, ValueError):
+    """A device name torch does not know, one we do not train on, or one this machine lacks."""
+
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """The device `name` stands for, checked before any work: a wrong name, or a GPU that is not
+    there, is a `DeviceError` here rather than a torch error an hour into training."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but no CUDA GPU is available")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"unknown device {name!r}: use {CHOICES}") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise DeviceError(f"device {name!r} requested but no Apple GPU (MPS) is available")
+        return device
+    if device.type != "cuda":
+        raise DeviceError(f"device {name!r} is not supported: use {CHOICES}")
+    if not torch.cuda.is_available():
+        raise DeviceError(f"device {name!r} requested but no CUDA GPU is available")
+    visible = torch.cuda.device_count()
+    if device.index is not None and device.index >= visible:
+        raise DeviceError(f"device {name!r} requested but only {visible} CUDA GPU(s) are visible")
     return device
 
 

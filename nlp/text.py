@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Protocol, cast
 
 from config import TextSettings
+from nlp.errors import NlpError
 
 if TYPE_CHECKING:  # spaCy loads when a processor is made: pre-tokenised data never needs it
     from spacy.language import Language
@@ -50,6 +51,10 @@ _CLITIC_HOSTS = {
     "why",
 }
 _SENTENCE_END = {".", "!", "?", "…", "..."}
+
+
+class SpacyModelMissingError(NlpError, ValueError):
+    """`text.spacy_model` (a setting, or a checkpoint's) names a pipeline that is not installed."""
 
 
 def normalize(text: str, lowercase: bool = True) -> str:
@@ -114,7 +119,7 @@ class TextProcessor:
         try:
             return spacy.load(name, exclude=["parser", "ner", "lemmatizer", "tagger"])
         except OSError as exc:  # a missing model must never trigger a download
-            raise ValueError(
+            raise SpacyModelMissingError(
                 f"spaCy model {name!r} is not installed; unset text.spacy_model to use the "
                 "built-in blank English tokenizer"
             ) from exc

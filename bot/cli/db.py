@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from bot.cli.errors import CliError
 from bot.retention import prune
 from config import Settings
 from storage import schema_revision
 from storage.database import Database
+
+MAX_RETENTION_DAYS = 36_500  # a hundred years
 
 
 def register(subparsers: Any) -> None:
@@ -66,6 +69,10 @@ def _run_on(db: Database, args: argparse.Namespace, settings: Settings) -> int:
         if days is None:
             print(f"{where}: retention is off (CHATBOT_STORAGE__RETENTION_DAYS unset): kept all")
         else:
+            if not 0 <= days <= MAX_RETENTION_DAYS:  # a cutoff before year 1 overflows
+                raise CliError(
+                    f"CHATBOT_STORAGE__RETENTION_DAYS must be 0..{MAX_RETENTION_DAYS}, not {days}"
+                )
             schema_revision.ensure_schema(db)
             print(f"{where}: deleted {prune(db, days)} messages older than {days} days")
     elif args.db_command == "check":

@@ -9,8 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot.cli import arguments
 from bot.cli.errors import CliError, one_line
+from bot.cli.outputs import check_checkpoint_output, check_file_output
 from config import Settings
+
+ATTENTION_IMAGE_SUFFIXES = (".png", ".svg", ".pdf")  # what matplotlib writes without extras
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,16 +43,18 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
     p.add_argument("--epochs", type=int, dest="max_epochs")
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--time-budget", type=float, dest="time_budget_minutes", metavar="MIN")
+    p.add_argument("--max-steps", type=arguments.positive_int)
+    p.add_argument(
+        "--time-budget", type=arguments.positive_float, dest="time_budget_minutes", metavar="MIN"
+    )
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, dest="learning_rate")
-    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--lr", type=arguments.finite_float, dest="learning_rate")
+    p.add_argument("--label-smoothing", type=arguments.finite_float)
     p.add_argument("--context-turns", type=int)
     p.add_argument("--max-length", type=int)
     p.add_argument("--min-count", type=int)
     p.add_argument("--max-vocab", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=arguments.seed)
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument(
         "--bf16",
@@ -78,7 +84,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--embedding-dim", type=int)
     p.add_argument("--hidden-size", type=int)
     p.add_argument("--layers", type=int, dest="num_layers")
-    p.add_argument("--dropout", type=float)
+    p.add_argument("--dropout", type=arguments.finite_float)
     p.add_argument("--attention", choices=["dot", "general", "concat"])
     p.add_argument("--no-tie", action="store_false", dest="tie_embeddings", default=None)
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
@@ -107,6 +113,7 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.resume and not (args.out / "config.json").is_file():
         raise CliError(f"--resume: no checkpoint to resume in {args.out}")
+    check_checkpoint_output(args.out)
     try:
         training = _override(settings.training, args)
         model = _override(settings.model, args)
@@ -159,10 +166,10 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
         help="sample N replies and keep the best scored (with --mmi: plus the reverse model)",
     )
     p.add_argument("--min-length", type=int, help="tokens before a reply may end")
-    p.add_argument("--length-weight", type=float, dest="rerank_length_weight")
-    p.add_argument("--top-p", type=float)
+    p.add_argument("--length-weight", type=arguments.finite_float, dest="rerank_length_weight")
+    p.add_argument("--top-p", type=arguments.finite_float)
     p.add_argument("--top-k", type=int)
-    p.add_argument("--temperature", type=float)
+    p.add_argument("--temperature", type=arguments.finite_float)
     p.add_argument("--max-length", type=int, help="longest reply in tokens")
     p.add_argument(
         "--mmi",
@@ -170,7 +177,7 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
         metavar="REVERSE_DIR",
         help="rerank beam candidates with this reverse model (MMI-bidi)",
     )
-    p.add_argument("--mmi-weight", type=float)
+    p.add_argument("--mmi-weight", type=arguments.finite_float)
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantisation (CPU)")
 
 
@@ -200,9 +207,22 @@ def decoding_from_args(settings: Settings, args: argparse.Namespace) -> Any:
     if args.int8:
         d["quantize_int8"] = True
     try:
-        return type(settings.decoding).model_validate(d)
+        decoding = type(settings.decoding).model_validate(d)
     except ValueError as exc:
         raise CliError(f"invalid decoding option {one_line(exc)}") from exc
+    if decoding.blocklist_path is not None:
+        _check_blocklist(decoding.blocklist_path)
+    return decoding
+
+
+def _check_blocklist(path: Path) -> None:
+    """The model reads it as it loads; a file it cannot read is one line here instead."""
+    try:
+        path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"cannot read the blocklist {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise CliError(f"cannot read the blocklist {path}: {exc.strerror or exc}") from None
 
 
 # ---- eval ----------------------------------------------------------------------------------------
@@ -286,7 +306,9 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError("--compare and --compare-decoding need --prompts")
     out = args.out or args.checkpoint / f"eval-{args.split}.json"
     read_config(args.checkpoint)  # a missing checkpoint is the error, not its output directory
-    _check_writable(out)
+    check_file_output(out)
+    if args.record:
+        check_file_output(args.checkpoint / "metrics.json")
     metrics = evaluate_checkpoint(
         args.checkpoint,
         args.split,
@@ -304,24 +326,13 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _check_writable(path: Path) -> None:
-    """Before minutes of work: the output's directory must exist and take a file."""
-    import os
-
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise CliError(f"cannot write {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise CliError(f"cannot write {path}: permission denied")
-
-
 def _eval_prompts(args: argparse.Namespace, settings: Settings, decoding: Any) -> int:
     from nlp.prompt_eval import read_prompts, side_by_side
     from nlp.responder import Responder
 
     prompts = read_prompts(args.prompts)
     out = args.out or args.checkpoint / f"prompts-{args.prompts.stem}.md"
-    _check_writable(out)
+    check_file_output(out)
     texts = [p.text for p in prompts]
     first = Responder(args.checkpoint, decoding)
     columns = [(f"{args.checkpoint.name} ({decoding.strategy})", first.reply(texts))]
@@ -330,9 +341,8 @@ def _eval_prompts(args: argparse.Namespace, settings: Settings, decoding: Any) -
         columns.append((f"{args.compare.name} ({decoding.strategy})", second.reply(texts)))
     elif args.compare_decoding is not None:
         try:
-            other = decoding.model_validate(
-                {**decoding.model_dump(), **json.loads(args.compare_decoding)}
-            )
+            given = json.loads(args.compare_decoding, parse_constant=_no_json_constant)
+            other = decoding.model_validate({**decoding.model_dump(), **given})
         except (ValueError, TypeError) as exc:
             raise CliError(f"--compare-decoding: {one_line(exc)}") from exc
         replies = [r.text for r in first.generate(texts, other)]
@@ -340,6 +350,11 @@ def _eval_prompts(args: argparse.Namespace, settings: Settings, decoding: Any) -
     out.write_text(side_by_side(prompts, columns, f"Replies to {args.prompts}"), "utf-8")
     print(f"{len(prompts)} prompts, {len(columns)} column(s): {out}")
     return 0
+
+
+def _no_json_constant(name: str) -> float:
+    """Python's JSON reader takes NaN and Infinity, which JSON does not have."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 # ---- reply ---------------------------------------------------------------------------------------
@@ -386,6 +401,7 @@ def run_attention(args: argparse.Namespace, settings: Settings) -> int:
     from nlp.plots import plot_attention
     from nlp.responder import Responder
 
+    check_file_output(args.out, suffixes=ATTENTION_IMAGE_SUFFIXES)
     responder = Responder(args.checkpoint, settings.decoding)
     source, reply, weights = responder.attention(args.text)
     if not reply.tokens:

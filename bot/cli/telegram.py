@@ -17,6 +17,7 @@ import signal
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from bot.cli import arguments
 from bot.cli.errors import CliError
 from config import Settings
 
@@ -47,7 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="public HTTPS URL Telegram posts updates to (without it: long polling)",
     )
     p.add_argument("--listen", default="127.0.0.1", metavar="HOST", help="webhook server address")
-    p.add_argument("--port", type=int, default=8080, help="webhook server port (default 8080)")
+    p.add_argument(
+        "--port", type=arguments.port, default=8080, help="webhook server port (default 8080)"
+    )
     p.add_argument(
         "--url-path", metavar="PATH", help="path served locally (default: the webhook URL's path)"
     )
@@ -87,7 +90,7 @@ def checked_token(settings: Settings) -> str:
 
 
 def webhook_config(args: argparse.Namespace, settings: Settings) -> WebhookConfig | None:
-    from bot.telegram.webhook import SECRET_TOKEN_FORMAT, WebhookConfig
+    from bot.telegram.webhook import HEALTH_PATH, SECRET_TOKEN_FORMAT, WebhookConfig
 
     if not args.webhook_url:
         return None
@@ -100,7 +103,24 @@ def webhook_config(args: argparse.Namespace, settings: Settings) -> WebhookConfi
         raise CliError(f"webhook mode needs a secret token: set {SECRET_ENV} or --secret-token")
     if not SECRET_TOKEN_FORMAT.match(secret):
         raise CliError("the webhook secret token must be 1-256 characters A-Z, a-z, 0-9, _ or -")
-    return WebhookConfig(args.webhook_url, secret, args.listen, args.port, args.url_path)
+    config = WebhookConfig(args.webhook_url, secret, args.listen, args.port, args.url_path)
+    if config.route == HEALTH_PATH:
+        raise CliError(f"the webhook path cannot be {HEALTH_PATH} (health checks): use --url-path")
+    _check_can_listen(config.listen, config.port)
+    return config
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Before the model loads: the address is one of this machine's and the port is free. The
+    sockets are closed at once; the webhook server binds its own (SO_REUSEADDR, as here)."""
+    from tornado.netutil import bind_sockets
+
+    try:
+        sockets = bind_sockets(port, host)
+    except OSError as exc:  # socket.gaierror (an unknown host) is one too
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    for sock in sockets:
+        sock.close()
 
 
 async def _serve(app: App, webhook: WebhookConfig | None, redactor: RedactSecrets) -> int:

@@ -383,6 +383,9 @@ class TrainingRun(Base):
     )
     last_message_id: Mapped[int | None] = mapped_column(BigInteger)
     last_taught_pair_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Refreshed every few seconds by the process running the run: a run whose heartbeat stopped
+    # died, on whichever host it ran (a pid means nothing on another host).
+    heartbeat_at: Mapped[datetime | None]
 
 
 Index(
@@ -392,3 +395,16 @@ Index(
     sqlite_where=text("status = 'running'"),
     postgresql_where=text("status = 'running'"),
 )
+
+
+class ScheduleFiring(Base):
+    """One firing of a stored schedule, claimed by the scheduler that runs it: the primary key
+    admits one claim per (schedule, scheduled time), so a period runs once even when two
+    schedulers believe they lead for a moment (a lost lock not yet noticed)."""
+
+    __tablename__ = "schedule_firings"
+
+    job_id: Mapped[str] = mapped_column(String(191), primary_key=True)
+    scheduled_at: Mapped[datetime] = mapped_column(primary_key=True)
+    claimed_by: Mapped[str] = mapped_column(String(128))
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

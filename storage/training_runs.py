@@ -5,6 +5,9 @@ The lock is the data itself: a partial unique index admits one row with status `
 admin) starting at once exactly one gets a run and the other a `TrainingRunInProgressError`.
 A process that dies mid-run leaves its row `running`; `fail_stale_runs` (or `start_run(...,
 stale_after=...)`) marks such rows failed so the lock cannot stay stuck forever.
+
+The process running a run refreshes its `heartbeat_at` every few seconds (`beat`); a run whose
+heartbeat stopped (`fail_silent_runs`) died, whichever host it ran on.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from storage.database import execute_dml
@@ -36,6 +39,7 @@ class RunInfo:
     model_version_id: int | None
     last_message_id: int | None
     last_taught_pair_id: int | None
+    heartbeat_at: datetime | None = None
 
 
 _COLUMNS = (
@@ -51,6 +55,7 @@ _COLUMNS = (
     TrainingRun.model_version_id,
     TrainingRun.last_message_id,
     TrainingRun.last_taught_pair_id,
+    TrainingRun.heartbeat_at,
 )
 _IS_RUNNING = TrainingRun.status == RunStatus.RUNNING.value
 
@@ -64,9 +69,10 @@ def start_run(
     """
     if stale_after is not None:
         fail_stale_runs(session, stale_after)
+    now = utcnow()
     inserted = session.execute(
         upsert_insert(session, TrainingRun)
-        .values(status=RunStatus.RUNNING.value, trigger=trigger, started_at=utcnow())
+        .values(status=RunStatus.RUNNING.value, trigger=trigger, started_at=now, heartbeat_at=now)
         .on_conflict_do_nothing(index_elements=["status"], index_where=_IS_RUNNING)
         .returning(TrainingRun.id)
     ).scalar()
@@ -158,6 +164,43 @@ def fail_stale_runs(session: Session, older_than: timedelta, *, now: datetime | 
         )
         .execution_options(synchronize_session=False),
     )
+
+
+def beat(session: Session, run_id: int, *, now: datetime | None = None) -> bool:
+    """Refresh a running run's heartbeat; False when the run is no longer running (finished, or
+    failed by another process that found its heartbeat too old)."""
+    updated = execute_dml(
+        session,
+        update(TrainingRun)
+        .where(TrainingRun.id == run_id, _IS_RUNNING)
+        .values(heartbeat_at=now or utcnow())
+        .execution_options(synchronize_session=False),
+    )
+    return updated > 0
+
+
+def fail_silent_runs(
+    session: Session, silent_for: timedelta, *, now: datetime | None = None
+) -> list[RunInfo]:
+    """Mark failed the running runs whose heartbeat is older than `silent_for` (a run from before
+    heartbeats: its start); the runs as they were before."""
+    now = now or utcnow()
+    limit = now - silent_for
+    last_sign = func.coalesce(TrainingRun.heartbeat_at, TrainingRun.started_at)
+    silent = [
+        RunInfo(*row)
+        for row in session.execute(select(*_COLUMNS).where(_IS_RUNNING, last_sign < limit))
+    ]
+    for run in silent:
+        last = run.heartbeat_at or run.started_at
+        _finish(
+            session,
+            run.id,
+            status=RunStatus.FAILED.value,
+            error=f"its process stopped sending heartbeats (the last at {last:%Y-%m-%d %H:%M:%S}"
+            f" UTC, {silent_for.total_seconds():g} s allowed): it died or lost the database",
+        )
+    return silent
 
 
 def get_run(session: Session, run_id: int) -> RunInfo:

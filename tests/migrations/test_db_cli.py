@@ -40,15 +40,15 @@ def test_db_commands_migrate_the_configured_database(
 
     assert _chatbot(settings, "db", "current") == 0
     assert (
-        "at <none> (out of date: head is 0003; run `chatbot db upgrade`)" in capsys.readouterr().out
+        "at <none> (out of date: head is 0004; run `chatbot db upgrade`)" in capsys.readouterr().out
     )
 
     assert _chatbot(settings, "db", "upgrade") == 0
-    assert capsys.readouterr().out.strip().endswith("at 0003")
+    assert capsys.readouterr().out.strip().endswith("at 0004")
     assert "messages" in _tables(empty_database_url)
 
     assert _chatbot(settings, "db", "current") == 0
-    assert "at 0003 (head, up to date)" in capsys.readouterr().out
+    assert "at 0004 (head, up to date)" in capsys.readouterr().out
     assert _chatbot(settings, "db", "check") == 0
     assert "models and migrations agree" in capsys.readouterr().out
 
@@ -61,7 +61,7 @@ def test_history_needs_no_database(capsys: pytest.CaptureFixture[str]) -> None:
     settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/none")
     assert _chatbot(settings, "db", "history") == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("0002 -> 0003 (head): Inbox and outbox")
+    assert lines[0].startswith("0003 -> 0004 (head): Scheduler roles")
     assert lines[-1].startswith("<base> -> 0001: Initial")
 
 

@@ -22,15 +22,15 @@ APP_TABLES = set(Base.metadata.tables)
 # mode, which (with foreign keys on) would cascade-delete every message of every user.
 REVISION_NEXT = '''"""Add users.locale.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
@@ -65,7 +65,7 @@ def newer_code(tmp_path: Path) -> Path:
     shutil.copytree(
         schema_revision.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__")
     )
-    (scripts / "versions" / "0004_users_locale.py").write_text(REVISION_NEXT, encoding="utf-8")
+    (scripts / "versions" / "0005_users_locale.py").write_text(REVISION_NEXT, encoding="utf-8")
     return scripts
 
 
@@ -126,12 +126,12 @@ def test_the_app_runs_on_a_current_schema(db: Database) -> None:
 def test_the_app_refuses_an_old_schema_and_names_the_command(
     db: Database, newer_code: Path
 ) -> None:
-    schema_revision.upgrade(db)  # 0003: what the previous release left
+    schema_revision.upgrade(db)  # 0004: what the previous release left
     config = schema_revision.alembic_config(newer_code)
     with pytest.raises(SchemaOutOfDateError) as refused:
         schema_revision.ensure_schema(db, config=config)
     assert str(refused.value) == (
-        "the database schema is out of date (at 0003, code needs 0004): run `chatbot db upgrade`"
+        "the database schema is out of date (at 0004, code needs 0005): run `chatbot db upgrade`"
     )
 
 
@@ -142,19 +142,19 @@ def test_auto_upgrade_migrates_and_keeps_every_row(db: Database, newer_code: Pat
         feedback.set_feedback(session, saved.reply_id, saved.user_id, 1)
     config = schema_revision.alembic_config(newer_code)
     schema_revision.ensure_schema(db, auto_upgrade=True, config=config)
-    assert schema_revision.schema_status(db, config).current == ("0004",)
+    assert schema_revision.schema_status(db, config).current == ("0005",)
     assert "locale" in {c["name"] for c in inspect(db.engine).get_columns("users")}
     # The rebuilt `users` table did not take its users' messages and feedback with it.
     assert (_count(db, User), _count(db, Message), _count(db, Feedback)) == (1, 2, 1)
     with db.engine.connect() as connection:
         if db.dialect == "sqlite":
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-    schema_revision.downgrade(db, "0003", config)
+    schema_revision.downgrade(db, "0004", config)
     assert (_count(db, User), _count(db, Message), _count(db, Feedback)) == (1, 2, 1)
     schema_revision.check_models(db)
 
 
 def test_the_app_refuses_a_schema_newer_than_its_code(db: Database, newer_code: Path) -> None:
     schema_revision.upgrade(db, "heads", schema_revision.alembic_config(newer_code))
-    with pytest.raises(SchemaOutOfDateError, match="at revision 0004, which this code does not"):
+    with pytest.raises(SchemaOutOfDateError, match="at revision 0005, which this code does not"):
         schema_revision.ensure_schema(db, auto_upgrade=True)

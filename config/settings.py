@@ -199,6 +199,31 @@ class RetrainSettings(BaseModel):
     timezone: str = "UTC"
     misfire_grace_seconds: int = Field(3600, ge=1)  # a run missed by less still happens once
     poll_seconds: float = Field(30.0, gt=0)  # how often a scheduler rereads the job store
+    # Process roles (README, "Deploying at scale"). Of the processes that run schedules, one
+    # leads (PostgreSQL: an advisory lock; SQLite: a lock file) and the others wait. Whether
+    # `chatbot telegram` is one of them: "auto" with SQLite only (one process does everything;
+    # with PostgreSQL the schedules are `chatbot scheduler`'s), "always", or "never".
+    run_scheduler: Literal["auto", "always", "never"] = "auto"
+    leader_poll_seconds: float = Field(2.0, gt=0)  # standbys try to lead, the leader checks
+    heartbeat_seconds: float = Field(10.0, gt=0)  # a running run's heartbeat in the database
+    dead_after_seconds: float = Field(60.0, gt=0)  # a run without a heartbeat this long died
+    # Distributed fine-tuning: torch.distributed data parallelism, launched by torchrun's elastic
+    # agent; nproc processes on this node (and nnodes nodes meeting at rdzv_endpoint).
+    nproc: int = Field(1, ge=1)
+    nnodes: int = Field(1, ge=1)
+    rdzv_endpoint: str | None = None  # host:port, needed with nnodes > 1
+    rdzv_id: str = "chatbot-retrain"  # the same on every node of a run
+
+    @model_validator(mode="after")
+    def _roles_fit(self) -> RetrainSettings:
+        if self.dead_after_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError(
+                "dead_after_seconds must be at least 3 x heartbeat_seconds: a run that missed "
+                "one heartbeat (a slow database) is not dead"
+            )
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError("nnodes > 1 needs rdzv_endpoint (host:port of the rendezvous)")
+        return self
 
     @field_validator("training", mode="before")
     @classmethod

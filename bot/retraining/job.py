@@ -7,10 +7,10 @@
   (version zero) -> collect again, now authoritatively -> split off the held-out new pairs.
 `complete_retrain` (minutes; never raises for a failed run, it records it):
   write the job into a fresh work directory -> run the worker process (`process.run_worker`:
-  a hard time limit, cancellation) -> the gate on both models' perplexities -> promote (move the
-  checkpoint into its own version directory, then register + activate + finish the run in one
-  transaction) or reject (finish the run, keep the active model) -> remove the work directory,
-  whatever happened.
+  a hard time limit, cancellation; the run's heartbeat kept fresh meanwhile) -> the gate on
+  both models' perplexities -> promote (move the checkpoint into its own version directory,
+  then register + activate + finish the run in one transaction) or reject (finish the run,
+  keep the active model) -> remove the work directory, whatever happened.
 Nothing but `versions.promote` writes outside the work directory, and the active model's
 directory is only ever read, so a crash or `kill -9` at any point leaves the active model and
 every earlier version as they were; the run is marked failed (and its work directory removed),
@@ -150,12 +150,14 @@ def complete_retrain(
     try:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        result = run_worker(
-            _worker_job(settings, prepared, work),
-            grace_minutes=r.grace_minutes,
-            cancel=cancel,
-            on_start=lambda pid: runs.record_worker_pid(db, run.id, pid),
-        )
+        with runs.Heartbeat(db, run.id, r.heartbeat_seconds) as heartbeat:
+            result = run_worker(
+                _worker_job(settings, prepared, work),
+                grace_minutes=r.grace_minutes,
+                cancel=cancel,
+                lost=heartbeat.lost,
+                on_start=lambda pid: runs.record_worker_pid(db, run.id, pid),
+            )
         decision = gate.decide(result.parent, result.candidate, r.ppl_tolerance)
         metrics = metrics.with_worker(result).with_decision(decision)
         metrics = metrics.model_copy(update={"seconds": prepared.seconds()})

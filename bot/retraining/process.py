@@ -32,13 +32,15 @@ def run_worker(
     *,
     grace_minutes: float,
     cancel: threading.Event | None = None,
+    lost: threading.Event | None = None,
     on_start: Callable[[int], object] = lambda pid: None,
 ) -> WorkerResult:
     """Run `job` in a worker process and return its result, or raise `WorkerFailed`.
 
     The worker stops itself after the job's training time budget; it is killed
-    `grace_minutes` later (loading and evaluation take time too), or as soon as `cancel` is set.
-    `on_start` gets the worker's pid once it runs.
+    `grace_minutes` later (loading and evaluation take time too), or as soon as `cancel` is set
+    (this process is stopping) or `lost` is (another process failed the run: see
+    `runs.Heartbeat`). `on_start` gets the worker's pid once it runs.
     """
     budget = job.training.time_budget_minutes
     if budget is None:
@@ -63,6 +65,10 @@ def run_worker(
             except subprocess.TimeoutExpired:
                 if cancel is not None and cancel.is_set():
                     raise WorkerFailed("cancelled: the service running it is stopping") from None
+                if lost is not None and lost.is_set():
+                    raise WorkerFailed(
+                        "stopped: another process failed the run, its heartbeat being too old"
+                    ) from None
                 if time.monotonic() > deadline:
                     raise WorkerFailed(
                         f"the training process ran past its time limit ({budget:g} min "

@@ -1,10 +1,14 @@
 """Runs whose process died: found and marked failed, so the one-run lock never stays stuck.
 
 A running run records its owner (host, pid, and the pid's start time, so a reused pid is not
-mistaken for the owner) and, once started, its worker's pid. `recover` is called when the bot,
-the scheduler or `chatbot retrain` starts: a run owned by a dead process on this host, or running
-for longer than `retrain.stale_after_hours` anywhere, is marked failed, and work directories left
-by runs that are no longer running are removed. Model version directories are never touched.
+mistaken for the owner), once started its worker's pid, and a heartbeat in the database that its
+process refreshes every `retrain.heartbeat_seconds` (`runs.Heartbeat`). `recover` is called when
+the bot, the scheduler or `chatbot retrain` starts, and before every run: a run is marked failed
+when its owner is a dead process on this host (known at once), when its heartbeat is older than
+`retrain.dead_after_seconds` (its process died, froze or lost the database, on whichever host:
+a pid says nothing about another host), or when it has run longer than
+`retrain.stale_after_hours`. Work directories left by runs that are no longer running are
+removed. Model version directories are never touched.
 """
 
 from __future__ import annotations
@@ -67,12 +71,10 @@ def owner_alive(owner: dict[str, Any]) -> bool | None:
 
 def recover(settings: Settings, db: Database) -> list[int]:
     """Mark runs whose process died failed; remove leftover work directories. The failed ids."""
+    r = settings.retrain
     with db.begin() as session:
-        before = _running(session)
-        training_runs.fail_stale_runs(session, timedelta(hours=settings.retrain.stale_after_hours))
-        still = _running(session)
-        failed = [run.id for run in before if run not in still]
-        for run in still:
+        failed: list[int] = []
+        for run in _running(session):
             owner = (run.metrics or {}).get("owner") or {}
             if owner_alive(owner) is False:
                 training_runs.fail_run(
@@ -82,7 +84,12 @@ def recover(settings: Settings, db: Database) -> list[int]:
                     metrics=run.metrics,
                 )
                 failed.append(run.id)
+        silent = training_runs.fail_silent_runs(session, timedelta(seconds=r.dead_after_seconds))
+        failed.extend(run.id for run in silent)
+        before = _running(session)
+        training_runs.fail_stale_runs(session, timedelta(hours=r.stale_after_hours))
         running = {run.id for run in _running(session)}
+        failed.extend(run.id for run in before if run.id not in running)
     for run_id in failed:
         log.warning("training run %s was left running by a dead process: marked failed", run_id)
     _remove_leftover_work_dirs(settings.versions_dir, running)

@@ -3,12 +3,15 @@ and the writes that start and end a run that is not promoted (`versions.promote`
 promoted ones).
 
 `RunMetrics.stored()` is the one place the typed metrics become JSON, right at the storage call;
-`RunMetrics.from_stored` reads them back for `/status`.
+`RunMetrics.from_stored` reads them back for `/status`. A `Heartbeat` keeps a run's heartbeat
+fresh while it is in progress, so that other processes, on any host, can tell it is alive.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from types import TracebackType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -104,6 +107,58 @@ def start(db: Database, trigger: str) -> RunInfo:
             session, run.id, {"owner": recovery.owner_stamp(), "trigger": trigger}
         )
     return run
+
+
+class Heartbeat:
+    """Refreshes run `run_id`'s heartbeat every `every` seconds in a thread, from `with` to the
+    end of the block. `lost` is set when the database says the run is no longer running: another
+    process found its heartbeat too old (this process was frozen, or cut off from the database)
+    and failed it, and whatever the run still does is for nothing. A database that does not
+    answer is logged once and tried again at the next beat."""
+
+    def __init__(self, db: Database, run_id: int, every: float) -> None:
+        self.db, self.run_id, self.every = db, run_id, every
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, name=f"run-{run_id}-heartbeat", daemon=True
+        )
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        failing = False
+        while not self._stop.wait(self.every):
+            try:
+                running = self.db.transact(training_runs.beat, self.run_id)
+            except Exception as exc:
+                if not failing:
+                    log.warning("training run %s: heartbeat not stored (%s)", self.run_id, exc)
+                failing = True
+                continue
+            if failing:
+                log.info("training run %s: heartbeat stored again", self.run_id)
+                failing = False
+            if not running:
+                if not self._stop.is_set():  # not simply finished just now
+                    log.error(
+                        "training run %s was failed by another process (its heartbeat was too "
+                        "old): stopping it",
+                        self.run_id,
+                    )
+                    self.lost.set()
+                return
 
 
 def record_worker_pid(db: Database, run_id: int, pid: int) -> None:

@@ -219,3 +219,51 @@ def test_kill_9_of_the_job_process_is_failed_at_the_next_start_and_the_next_run_
     assert following.status == "promoted" and following.run_id == orphan.id + 1
     leftovers = [p.name for p in settings.versions_dir.iterdir()]
     assert leftovers == [following.candidate_version]  # the dead run's work directory is gone
+
+
+def test_a_run_whose_heartbeat_stopped_is_failed_by_another_process_and_its_owner_stops(
+    settings: Settings,
+    db: Database,
+    model_dir: Path,
+    tmp_path: Path,
+    history: dict[str, dict[str, str]],
+) -> None:
+    """The owner is frozen (SIGSTOP): its pid is alive, so only the heartbeat can tell. Another
+    process fails the run; the owner, thawed, hears it at its next beat and stops its worker."""
+    beating = with_retrain(_endless(settings), heartbeat_seconds=0.5, dead_after_seconds=3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATBOT_")}
+    env.update(cli_env(beating), PYTHONPATH=str(REPO_ROOT))
+    cli = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from bot.cli import main; sys.exit(main())", "retrain"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        status, run = _wait_for_training(settings, db)
+        os.kill(cli.pid, signal.SIGSTOP)
+        assert recovery.recover(beating, db) == []  # alive, and its heartbeat is recent
+
+        failed = wait_until(
+            lambda: recovery.recover(beating, db), 15, what="the silent run to be failed"
+        )
+
+        assert failed == [run.id]
+        dead = db.read(training_runs.get_run, run.id)
+        assert dead.status == "failed"
+        assert (dead.error or "").startswith("its process stopped sending heartbeats")
+        assert db.read(training_runs.running_run) is None  # the one-run lock is free again
+        os.kill(cli.pid, signal.SIGCONT)
+        out, _ = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            os.kill(cli.pid, signal.SIGCONT)
+            cli.kill()
+            cli.wait()
+    wait_until(lambda: not _alive(status.pid), 10, what="the owner to stop its worker")
+    assert cli.returncode == 1
+    assert '"error": "stopped: another process failed the run' in out
+    _assert_untouched(db, model_dir, tmp_path, history)  # nothing promoted by the frozen owner
+    assert db.read(training_runs.get_run, run.id).error == dead.error  # its reason stands

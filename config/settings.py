@@ -380,6 +380,6 @@ class Settings(BaseSettings):
         return self.retrain.versions_dir or self.data_dir / "models"
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read the environment and `.env` once; keyword overrides win (used by the CLI and tests)."""
     return Settings(**overrides)

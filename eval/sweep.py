@@ -75,7 +75,7 @@ def prepare(out: Path, names: list[str] | None) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     processor = TextProcessor()
-    selection = DataRecipe(**SELECTION)  # type: ignore[arg-type]
+    selection = DataRecipe.model_validate(SELECTION)
     for variant in VARIANTS:
         if (names and variant.name not in names) or (out / f"{variant.data}.json.gz").exists():
             continue

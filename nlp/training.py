@@ -235,7 +235,7 @@ class Trainer:
         """One optimiser step on one batch: (loss, target tokens). The bench times this."""
         loss, n = batch_loss(self.model, batch, self.settings.label_smoothing, self.bf16)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_grad_norm)
         self.optimizer.step()
         self.step += 1
@@ -395,7 +395,9 @@ def sample_replies(
     ]
 
 
-def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:
+def _flatten_optimizer(
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Adam's state as flat tensors for safetensors, plus the JSON-able rest."""
     state = optimizer.state_dict()
     tensors = {
@@ -407,7 +409,7 @@ def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tens
     return tensors, {"param_groups": state["param_groups"]}
 
 
-def _unflatten_optimizer(tensors: dict[str, Tensor], meta: dict) -> dict:
+def _unflatten_optimizer(tensors: dict[str, Tensor], meta: dict[str, Any]) -> dict[str, Any]:
     state: dict[int, dict[str, Tensor]] = {}
     for name, value in tensors.items():
         index, key = name.split(".", 1)

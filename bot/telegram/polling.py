@@ -20,6 +20,7 @@ from telegram.error import Conflict, InvalidToken, TelegramError
 
 from bot.telegram.dispatcher import Dispatcher, received
 from bot.telegram.outage import OutageWatch
+from bot.telegram.update_batches import read_batch
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,12 @@ class Poller:
         await self.bot.delete_webhook(drop_pending_updates=False)
         self._task = asyncio.create_task(self._run(), name="getUpdates")
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The loop, from `start()` to `stop()`: it ends on its own only with an error that
+        retrying cannot cure (`InvalidToken`: Telegram answers 401 or 404 to the token)."""
+        return self._task
+
     async def stop(self) -> None:
         """Stop fetching; confirm what was stored (a batch not yet stored is fetched again by
         the next start)."""
@@ -62,6 +69,9 @@ class Poller:
             await self._task
         except asyncio.CancelledError:
             pass
+        except InvalidToken:  # the runner ended with it; confirming would be refused alike
+            self._task = None
+            return
         except TelegramError as exc:  # the loop ended on its own (e.g. the token was revoked)
             log.warning("polling had stopped: %s", exc)
         self._task = None
@@ -76,7 +86,8 @@ class Poller:
         failures = 0
         while True:
             try:
-                updates = await self.bot.get_updates(
+                batch = await read_batch(
+                    self.bot,
                     offset=self.offset,
                     timeout=self.poll_timeout,
                     read_timeout=self.poll_timeout + self.read_timeout,
@@ -92,10 +103,10 @@ class Poller:
                 await asyncio.sleep(pause)
                 continue
             failures = 0
-            if not updates:
-                continue
-            # Stored, or we keep trying: the batch is confirmed only by the next offset.
-            await self.watch.until_done(
-                functools.partial(self.dispatcher.accept, [received(u) for u in updates])
-            )
-            self.offset = updates[-1].update_id + 1
+            if batch.updates:
+                # Stored, or we keep trying: the batch is confirmed only by the next offset.
+                await self.watch.until_done(
+                    functools.partial(self.dispatcher.accept, [received(u) for u in batch.updates])
+                )
+            if batch.next_offset is not None:  # also past the updates nobody can read
+                self.offset = batch.next_offset

@@ -75,7 +75,8 @@ async def running(
         try:
             server, poller = await _start_source(application, state, webhook)
             try:
-                yield RunningBot(application, server, poller)
+                async with _ends_if_polling_ends(poller):
+                    yield RunningBot(application, server, poller)
             finally:
                 if server is not None:
                     await server.stop()
@@ -93,6 +94,39 @@ async def running(
             await application.stop()
     finally:
         await application.shutdown()
+
+
+@asynccontextmanager
+async def _ends_if_polling_ends(poller: Poller | None) -> AsyncIterator[None]:
+    """A polling loop that ended on its own (`InvalidToken`: the token was revoked, and Telegram
+    answers 401/404 to every call) ends the block with that error, instead of leaving a process
+    that runs on and fetches nothing. As `asyncio.timeout` does: the block's task is cancelled,
+    and the cancellation becomes the error."""
+    task = poller.task if poller is not None else None
+    block = asyncio.current_task()
+    if task is None or block is None:
+        yield
+        return
+    failed: list[BaseException] = []
+
+    def ended(finished: asyncio.Task[None]) -> None:
+        error = None if finished.cancelled() else finished.exception()
+        if error is not None:
+            failed.append(error)
+            block.cancel()
+
+    task.add_done_callback(ended)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if failed and block.uncancel() == 0:  # cancelled by us alone, not also from outside
+            raise failed[0] from None
+        raise
+    finally:
+        task.remove_done_callback(ended)
+    if failed:  # it failed as the block was ending anyway
+        block.uncancel()
+        raise failed[0]
 
 
 async def _start_source(

@@ -1,9 +1,11 @@
 """`chatbot schedule add --cron EXPR | list | remove ID`, and `chatbot scheduler`.
 
-Schedules live in the app database (APScheduler's job store), so every process that runs a
-scheduler sees them: `chatbot telegram` runs one, `chatbot scheduler` runs one without the bot
-(for deployments where the bot runs elsewhere). Cron expressions have 5 fields (minute hour day
-month weekday) and are read in `retrain.timezone` (UTC by default).
+Schedules live in the app database (APScheduler's job store). `chatbot scheduler` takes the
+scheduler role (`bot.roles`): run as many as you like; one leads and runs the schedules and
+retention, the others stand by and take over within `retrain.leader_poll_seconds` when it dies.
+`chatbot telegram` takes the role too with SQLite (see `retrain.run_scheduler`). Cron
+expressions have 5 fields (minute hour day month weekday) and are read in `retrain.timezone`
+(UTC by default).
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     standalone = subparsers.add_parser(
         "scheduler",
-        help="run the retraining schedules without the bot",
-        description="Run the stored retraining schedules until SIGINT/SIGTERM; results go to "
-        "the admins on Telegram when a token is configured.",
+        help="run the retraining schedules and retention without the bot",
+        description="Run the stored retraining schedules and the retention of old messages "
+        "until SIGINT/SIGTERM; results go to the admins on Telegram when a token is configured. "
+        "Any number may run: one leads (a PostgreSQL advisory lock; with SQLite a lock file), "
+        "the others stand by and take over when it dies.",
     )
     standalone.set_defaults(run=run_scheduler, log_level=logging.INFO)
 
@@ -82,18 +86,18 @@ def _when(moment: object) -> str:
 
 
 def run_scheduler(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.retraining.scheduler import RetrainScheduler
+    from bot.roles import SchedulerRole
 
     db = _open(settings)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
-    scheduler = RetrainScheduler(settings, db)
+    role = SchedulerRole(settings, db)
     try:
-        scheduler.start()
+        role.start()
         while not stop.wait(1.0):
             pass
     finally:
-        scheduler.shutdown()
+        role.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         db.dispose()

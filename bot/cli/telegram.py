@@ -126,8 +126,8 @@ def _check_can_listen(host: str, port: int) -> None:
 async def _serve(app: App, webhook: WebhookConfig | None, redactor: RedactSecrets) -> int:
     from telegram.error import InvalidToken, TelegramError
 
-    from bot.retention import prune_periodically
     from bot.retraining.scheduler import RetrainScheduler
+    from bot.roles import SchedulerRole, telegram_runs_schedules
     from bot.telegram import build_application, retrain_commands, running
     from storage.inbox import ensure_writable
 
@@ -140,28 +140,39 @@ async def _serve(app: App, webhook: WebhookConfig | None, redactor: RedactSecret
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
-    # Retraining schedules run in this process too; starting marks runs a dead process left.
-    scheduler = RetrainScheduler(app.settings, app.db)
+    # The scheduler role (retraining schedules, retention) is taken here with SQLite and left to
+    # `chatbot scheduler` with PostgreSQL, unless retrain.run_scheduler says otherwise.
+    role = (
+        SchedulerRole(app.settings, app.db)
+        if telegram_runs_schedules(app.settings, app.db)
+        else None
+    )
+    scheduler = role.scheduler if role is not None else RetrainScheduler(app.settings, app.db)
+    # A retraining in progress is cancelled (its run recorded failed), not waited for.
+    stop_retraining = role.shutdown if role is not None else scheduler.shutdown
     try:
         application = build_application(app)
         retrain_commands.attach(application, scheduler.service, scheduler)
-        await asyncio.to_thread(scheduler.start)
-        async with running(application, webhook):
-            retention = asyncio.create_task(
-                prune_periodically(app.db, app.settings.storage.retention_days)
+        if role is not None:
+            role.start()  # leads at once unless another process does
+        else:
+            log.info(
+                "retraining schedules and retention are left to `chatbot scheduler` "
+                "(retrain.run_scheduler=%s, %s)",
+                app.settings.retrain.run_scheduler,
+                app.db.dialect,
             )
+        async with running(application, webhook):
             await stop.wait()
-            retention.cancel()
             log.info("stopping: finishing the updates in progress")
-            # A retraining in progress is cancelled (its run recorded failed), not waited for.
-            await asyncio.to_thread(scheduler.shutdown)
+            await asyncio.to_thread(stop_retraining)
     except InvalidToken:
         raise CliError("Telegram refused the bot token: check CHATBOT_TELEGRAM_TOKEN") from None
     except TelegramError as exc:
         where = app.settings.telegram.base_url
         raise CliError(redactor.redact(f"Bot API at {where}: {exc}")) from None
     finally:
-        await asyncio.to_thread(scheduler.shutdown)
+        await asyncio.to_thread(stop_retraining)
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
         await app.close()

@@ -8,9 +8,17 @@ hold the bot token) are never pickled into the database. The function hands the 
 
 Daily jobs get `misfire_grace_time` (a run missed while the process was down still happens if it
 starts again within the grace time), `coalesce` (several missed runs happen once) and
-`max_instances=1`; the database lock makes sure that two processes firing the same schedule
-train once. A scheduler rereads the job store every `retrain.poll_seconds`, so schedules edited
-by another process (`chatbot schedule add` while the bot runs) take effect without a restart.
+`max_instances=1`. A scheduler rereads the job store every `retrain.poll_seconds`, so schedules
+edited by another process (`chatbot schedule add` while the bot runs) take effect without a
+restart.
+
+Only one process may run a job-running scheduler on the job store: APScheduler 3 does not
+support sharing one (two schedulers run every job twice). `bot.roles.SchedulerRole` starts this
+scheduler only in the process that leads (`bot.leadership`). Even so, each firing is claimed in
+the database before it runs (`storage.schedule_firings`, by schedule id and scheduled time): a
+leader that lost its lock and has not noticed yet, or one killed after running a job but before
+storing its next run time, cannot make a period run twice. The job reads which firing it runs
+from `current_firing()`.
 
 Editing schedules (the CLI, the admin commands) goes through the running scheduler when this
 process has one, else through the job store opened without running anything.
@@ -20,14 +28,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import socket
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from apscheduler.events import JobExecutionEvent
+from apscheduler.executors.base import run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -37,6 +51,7 @@ from apscheduler.triggers.cron import CronTrigger
 from bot.retraining.errors import InvalidScheduleError
 from bot.retraining.service import RetrainService
 from config import Settings
+from storage import schedule_firings
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -57,7 +72,81 @@ def scheduled_retrain() -> None:
     if host is None:  # only a started scheduler runs jobs, and it registers itself first
         log.error("a retraining schedule fired with no scheduler running in this process")
         return
+    firing = current_firing()
+    if firing is not None:
+        log.info("scheduled retraining (%s, due %s)", firing.job_id, f"{firing.scheduled_at:%c %Z}")
     host.service.run_scheduled()
+
+
+@dataclass(frozen=True)
+class Firing:
+    """One period of a stored schedule: the schedule's id and the time it was due."""
+
+    job_id: str
+    scheduled_at: datetime
+
+
+_firing = threading.local()
+
+
+def current_firing() -> Firing | None:
+    """The firing a scheduled job runs, asked from within the job; None elsewhere."""
+    value: Firing | None = getattr(_firing, "value", None)
+    return value
+
+
+def claimant() -> str:
+    """Who claims firings in the database: this host and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"[:128]
+
+
+class _ClaimingExecutor(ThreadPoolExecutor):
+    """Runs a stored schedule's firing only once this process has claimed it in the database
+    (see the module docstring). `_do_submit_job` is the method APScheduler's executors
+    implement; this one submits the claim and `run_job` (misfire check, events) together."""
+
+    def __init__(self, db: Database, keep_claims: timedelta) -> None:
+        super().__init__(max_workers=1)
+        self.db = db
+        self.keep_claims = keep_claims
+        self.claimant = claimant()
+
+    def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
+        def reported(future: Future[list[JobExecutionEvent]]) -> None:
+            error = future.exception()
+            if error is not None:
+                self._run_job_error(job.id, error, error.__traceback__)
+            else:
+                self._run_job_success(job.id, future.result())
+
+        self._pool.submit(self._run_claimed, job, run_times).add_done_callback(reported)
+
+    def _run_claimed(self, job: Job, run_times: list[datetime]) -> list[JobExecutionEvent]:
+        events: list[JobExecutionEvent] = []
+        for run_time in run_times:
+            if not self._claim(job.id, run_time):
+                continue
+            _firing.value = Firing(job.id, run_time)
+            try:
+                events.extend(run_job(job, job._jobstore_alias, [run_time], self._logger.name))
+            finally:
+                _firing.value = None
+        return events
+
+    def _claim(self, job_id: str, run_time: datetime) -> bool:
+        try:
+            with self.db.begin() as session:
+                won = schedule_firings.claim_firing(session, job_id, run_time, self.claimant)
+                if won:
+                    schedule_firings.forget_firings(session, self.keep_claims)
+        except Exception:
+            log.exception(
+                "schedule %s due %s not run: its firing could not be claimed", job_id, run_time
+            )
+            return False
+        if not won:
+            log.info("schedule %s due %s: already run by another process", job_id, run_time)
+        return won
 
 
 @dataclass(frozen=True)
@@ -141,12 +230,16 @@ class RetrainScheduler:
         self.db = db
         self.service = service or RetrainService(settings, db)
         self._scheduler: _PollingScheduler | None = None
+        self._retired: list[ThreadPoolExecutor] = []  # of schedulers stopped without waiting
 
     def _build(self, kind: type[S]) -> S:
         r = self.settings.retrain
+        # A claim can be made again only while its firing is still due (within the misfire
+        # grace time); a week of claims is plenty and stays a few rows per schedule.
+        keep_claims = max(timedelta(days=7), 2 * timedelta(seconds=r.misfire_grace_seconds))
         return kind(
             jobstores={"default": _AppJobStore(engine=self.db.engine, tablename=JOBS_TABLE)},
-            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            executors={"default": _ClaimingExecutor(self.db, keep_claims)},
             job_defaults={
                 "misfire_grace_time": r.misfire_grace_seconds,
                 "coalesce": True,
@@ -174,6 +267,19 @@ class RetrainScheduler:
                 raise
         log.info("retraining scheduler started: %s", self._describe())
 
+    def stop_firing(self) -> None:
+        """Fire no more schedules (this process no longer leads), without waiting: a run in
+        progress goes on, and holds the one-run lock and its heartbeat meanwhile, so no other
+        process starts one. `start` may be called again."""
+        global _running
+        with _running_lock:
+            if _running is self:
+                _running = None
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None and scheduler.running:
+            self._retired.append(scheduler._lookup_executor("default"))
+            scheduler.shutdown(wait=False)
+
     def shutdown(self) -> None:
         """Stop: a run in progress is cancelled (recorded as failed), then the thread ends."""
         global _running
@@ -184,6 +290,9 @@ class RetrainScheduler:
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=True)
         self._scheduler = None
+        retired, self._retired = self._retired, []
+        for executor in retired:
+            executor.shutdown(wait=True)
 
     @property
     def running(self) -> bool:

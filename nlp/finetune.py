@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +27,9 @@ from nlp.recipe import DataRecipe
 from nlp.seq2seq import extend_vocabulary
 from nlp.text import TextProcessor
 from nlp.training import Trainer, TrainResult, mean_loss, set_seed
+
+if TYPE_CHECKING:
+    from nlp.distributed import DataParallel
 
 
 def tokenized_pair(
@@ -97,10 +100,15 @@ def fine_tune(
     *,
     info: dict[str, Any] | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    data_parallel: DataParallel | None = None,
 ) -> TrainResult:
     """Train `checkpoint`'s model (vocabulary already grown) on `train`; the best epoch by
-    validation loss is saved to `out_dir` with the parent's sizes and text settings."""
+    validation loss is saved to `out_dir` with the parent's sizes and text settings. With
+    `data_parallel`, one rank of several (`nlp.distributed`): every rank passes the same pairs;
+    the main rank saves."""
     set_seed(training.seed)
+    if data_parallel is not None:  # each rank its own dropout masks; batches stay the same
+        torch.manual_seed(training.seed + data_parallel.rank)
     trainer = Trainer(
         checkpoint.model,
         checkpoint.vocab,
@@ -113,6 +121,7 @@ def fine_tune(
         info={**checkpoint.info, **(info or {})},
         show_progress=False,
         on_epoch_end=on_epoch_end,
+        data_parallel=data_parallel,
     )
     return trainer.train(
         encode_pairs(train, checkpoint.vocab), encode_pairs(valid, checkpoint.vocab)

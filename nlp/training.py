@@ -4,6 +4,11 @@ kept, optional averaging of the last validations' weights.
 
 Teacher forcing is a single forward pass per batch (see `Seq2Seq.forward`); only positions holding a
 real target token are projected onto the vocabulary and scored.
+
+With `data_parallel` (`nlp.distributed`) the same loop runs in every process of a process group:
+each step trains on this rank's share of a global batch of `batch_size x world_size` pairs and
+sums the gradients across ranks, the time-budget stop is agreed by all ranks each step, and only
+the main rank validates (the others receive its loss) and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -35,6 +40,9 @@ from nlp.seq2seq import Seq2Seq
 from nlp.text import TextProcessor
 from nlp.vocabulary import PAD_ID, Vocabulary
 
+if TYPE_CHECKING:
+    from nlp.distributed import DataParallel
+
 log = logging.getLogger(__name__)
 
 
@@ -45,14 +53,22 @@ def set_seed(seed: int) -> None:
 
 
 def batch_loss(
-    model: Seq2Seq, batch: Batch, label_smoothing: float = 0.0, bf16: bool = False
+    model: Seq2Seq,
+    batch: Batch,
+    label_smoothing: float = 0.0,
+    bf16: bool = False,
+    *,
+    reduction: Literal["mean", "sum"] = "mean",
 ) -> tuple[Tensor, int]:
-    """Mean token cross-entropy of one teacher-forced batch, and its number of target tokens."""
+    """Mean (or summed) token cross-entropy of one teacher-forced batch, and its number of target
+    tokens."""
     keep = batch.trg_out.ne(PAD_ID)
     device_type = batch.src.device.type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
         logits = model(batch.src, batch.src_lengths, batch.trg_in, keep)
-    loss = F.cross_entropy(logits.float(), batch.trg_out[keep], label_smoothing=label_smoothing)
+    loss = F.cross_entropy(
+        logits.float(), batch.trg_out[keep], label_smoothing=label_smoothing, reduction=reduction
+    )
     return loss, int(keep.sum())
 
 
@@ -102,9 +118,12 @@ class Trainer:
     fp16_weights: bool = False
     show_progress: bool = True
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None
+    data_parallel: DataParallel | None = None  # one rank of several (see the module docstring)
 
     def __post_init__(self) -> None:
         self.model.to(self.device)
+        self.main = self.data_parallel is None or self.data_parallel.is_main
+        self._agreed_seconds = 0.0  # data parallel: this call's elapsed time, agreed by all ranks
         self.bf16 = (
             bf16_pays(self.device) if self.settings.bf16 is None else bool(self.settings.bf16)
         )
@@ -151,7 +170,10 @@ class Trainer:
             raise ValueError("training needs at least one training and one validation pair")
         s = self.settings
         start = time.monotonic()
-        steps_per_epoch = math.ceil(len(train) / s.batch_size)
+        # Data parallel: each step takes a global batch; every rank trains on its share of it.
+        global_batch = s.batch_size * (self.data_parallel.world_size if self.data_parallel else 1)
+        self._agreed_seconds = 0.0
+        steps_per_epoch = math.ceil(len(train) / global_batch)
         total_steps = s.max_epochs * steps_per_epoch
         if s.max_steps is not None:
             total_steps = min(total_steps, s.max_steps)
@@ -163,7 +185,7 @@ class Trainer:
         self.model.train()
         while self.epoch < s.max_epochs:
             running = _Running()
-            batches = bucketed_batches(train, s.batch_size, shuffle=True, seed=s.seed + self.epoch)
+            batches = bucketed_batches(train, global_batch, shuffle=True, seed=s.seed + self.epoch)
             for _ in range(self.epoch_step):  # a resumed run skips what it already trained on
                 next(batches, None)
             bar = tqdm(
@@ -177,13 +199,13 @@ class Trainer:
             )
             out_of_budget, improved = False, True
             for batch in bar:
-                self._set_learning_rate(self.elapsed + time.monotonic() - start)
-                loss, n = self.train_step(batch.to(self.device))
+                self._set_learning_rate(self._seconds_so_far(start))
+                loss, n = self._step(batch)
                 self.epoch_step += 1
                 running.add(loss, n)
                 if self.step % 20 == 0:
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{running.rate():,.0f}")
-                    if not self.show_progress and time.monotonic() - last_log > 60:
+                    if self.main and not self.show_progress and time.monotonic() - last_log > 60:
                         # A log file gets a line a minute where a terminal gets the bar.
                         log.info(
                             "step %d: loss %.3f, lr %.2e, %.0f tok/s",
@@ -195,7 +217,7 @@ class Trainer:
                         last_log = time.monotonic()
                 if s.max_steps is not None and self.step >= s.max_steps:
                     stopped, out_of_budget = "max_steps", True
-                elif time.monotonic() > deadline:
+                elif self._out_of_time(deadline, start):
                     stopped, out_of_budget = "time_budget", True
                 if out_of_budget:
                     break
@@ -231,6 +253,53 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.settings.learning_rate * factor
 
+    def _seconds_so_far(self, start: float) -> float:
+        """The run's elapsed time for the learning-rate schedule; data parallel: as agreed by
+        the ranks at the last step, so that every rank sets the same rate."""
+        if self.data_parallel is None:
+            return self.elapsed + time.monotonic() - start
+        return self.elapsed + self._agreed_seconds
+
+    def _out_of_time(self, deadline: float, start: float) -> bool:
+        """Past the time budget; data parallel: all ranks stop when any of them is past it."""
+        if self.data_parallel is None:
+            return time.monotonic() > deadline
+        stop, self._agreed_seconds = self.data_parallel.agree(
+            time.monotonic() > deadline, time.monotonic() - start
+        )
+        return stop
+
+    def _step(self, batch: Batch) -> tuple[float, int]:
+        if self.data_parallel is None:
+            return self.train_step(batch.to(self.device))
+        return self.data_parallel_step(batch, self.data_parallel)
+
+    def data_parallel_step(self, batch: Batch, dp: DataParallel) -> tuple[float, int]:
+        """One optimiser step on this rank's share of the global `batch` (the same on every
+        rank): (the global batch's mean loss, its target tokens), as `train_step` on the whole
+        batch would return. The loss is summed and divided by the global token count, the
+        gradients summed across ranks: their sum is the gradient of the global mean loss."""
+        tokens = batch.num_target_tokens
+        shard = dp.shard(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        share = 0.0
+        if shard is not None:
+            loss_sum, _ = batch_loss(
+                self.model,
+                shard.to(self.device),
+                self.settings.label_smoothing,
+                self.bf16,
+                reduction="sum",
+            )
+            loss = loss_sum / tokens
+            loss.backward()  # type: ignore[no-untyped-call]
+            share = float(loss.detach())
+        mean = dp.all_reduce_gradients(self.model, share)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_grad_norm)
+        self.optimizer.step()
+        self.step += 1
+        return mean, tokens
+
     def train_step(self, batch: Batch) -> tuple[float, int]:
         """One optimiser step on one batch: (loss, target tokens). The bench times this."""
         loss, n = batch_loss(self.model, batch, self.settings.label_smoothing, self.bf16)
@@ -243,7 +312,7 @@ class Trainer:
 
     def _validate(self, running: _Running, valid: Sequence[EncodedPair], start: float) -> bool:
         """Validation loss, a few sample replies in the log, the best checkpoint kept."""
-        valid_loss = mean_loss(self.model, valid, self.device, bf16=self.bf16)
+        valid_loss = self._validation_loss(valid)
         improved = valid_loss < self.best_valid
         if self.settings.lr_schedule == "plateau":
             self.plateau.step(valid_loss)
@@ -262,6 +331,8 @@ class Trainer:
             "seconds": round(self.elapsed + time.monotonic() - start, 1),
         }
         self.history.append(record)
+        if not self.main:
+            return improved  # the main rank logs, keeps weights and writes the checkpoints
         log.info(
             "step %d (epoch %d): train loss %.3f, valid ppl %.2f, lr %.2e, %.0f tok/s%s",
             self.step,
@@ -284,6 +355,15 @@ class Trainer:
         if self.on_epoch_end:
             self.on_epoch_end(record)
         return improved
+
+    def _validation_loss(self, valid: Sequence[EncodedPair]) -> float:
+        """Data parallel: the main rank's, sent to the others (their weights are the same), so
+        that early stopping and the plateau rule decide alike everywhere."""
+        dp = self.data_parallel
+        if dp is None:
+            return mean_loss(self.model, valid, self.device, bf16=self.bf16)
+        loss = mean_loss(self.model, valid, self.device, bf16=self.bf16) if dp.is_main else 0.0
+        return dp.broadcast_float(loss)
 
     def _average_recent_weights(self, valid: Sequence[EncodedPair], start: float) -> None:
         """Average the weights of the last `average_last` validations (a cheap ensemble, as in
@@ -348,7 +428,7 @@ class Trainer:
     def _plot_history(self) -> None:
         from nlp.plots import plot_losses  # matplotlib only when a run ends
 
-        if self.history and self.out_dir.is_dir():
+        if self.main and self.history and self.out_dir.is_dir():
             plot_losses(self.history, self.out_dir / "loss.png")
 
 

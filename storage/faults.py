@@ -10,6 +10,11 @@ would fail the same way forever. Both drivers say which it is: SQLite by its res
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -27,6 +32,10 @@ _SQLITE_TRANSIENT = (
     "SQLITE_PROTOCOL",
     "SQLITE_NOMEM",
 )
+# A SQLite connection that opened its file when it could not be written (a read-only file or
+# directory) stays read-only after the file can be written again; one that could not open it
+# stays broken. Such connections are thrown away (see `reconnect_after_faults`).
+_SQLITE_STUCK = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR")
 # PostgreSQL SQLSTATE classes and codes about the server, not the statement: 08 connection
 # exception, 53 insufficient resources (disk full, out of memory, too many connections), 57
 # operator intervention (shutdown, crash, cannot connect now, a cancelled statement), 58 system
@@ -61,3 +70,27 @@ def describe(error: BaseException) -> str:
         text = str(error)
     first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
     return " ".join(first.split())
+
+
+def reconnect_after_faults(engine: Engine) -> None:
+    """Let `engine` throw a SQLite connection away when its file was read-only, could not be
+    opened or failed on I/O (SQLAlchemy then invalidates the pool and opens fresh connections),
+    so the app recovers by itself once the file is writable again. PostgreSQL needs nothing:
+    SQLAlchemy already recognises a dropped server connection."""
+    if engine.dialect.name != "sqlite" or event.contains(engine, "handle_error", _sqlite_stuck):
+        return
+    event.listen(engine, "handle_error", _sqlite_stuck)
+
+
+def _sqlite_stuck(context: ExceptionContext) -> Any:
+    code = getattr(context.original_exception, "sqlite_errorname", None)
+    if isinstance(code, str) and code.startswith(_SQLITE_STUCK):
+        context.is_disconnect = True
+        # The failed statement must be finalized now: while it lives, closing the connection
+        # leaves it open as a "zombie" holding the read-only files, and SQLite shares those
+        # (the WAL index) with every new connection of the process to the same file.
+        cursor = getattr(context.execution_context, "cursor", None)
+        if cursor is not None:
+            with contextlib.suppress(Exception):
+                cursor.close()
+    return None

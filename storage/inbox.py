@@ -16,7 +16,7 @@ Functions take a `Session` and leave the commit to the caller (see `storage.data
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -188,6 +188,31 @@ def finish(
             error=error,
         )
     )
+
+
+def finish_all(
+    session: Session, outcomes: Mapping[int, str | None], *, now: datetime | None = None
+) -> None:
+    """`finish` for many updates at once: row id -> None (done) or the reason it was given up."""
+    now = now or utcnow()
+    done = [row_id for row_id, error in outcomes.items() if error is None]
+    if done:
+        session.execute(
+            update(_inbox)
+            .where(_inbox.c.id.in_(done))
+            .values(
+                status=DeliveryStatus.DONE.value,
+                payload=None,
+                chat_key=None,
+                claimed_by=None,
+                locked_until=None,
+                finished_at=now,
+                error=None,
+            )
+        )
+    for row_id, error in outcomes.items():
+        if error is not None:
+            finish(session, row_id, error=error, now=now)
 
 
 def pending_count(session: Session, platform: Platform | str | None = None) -> int:

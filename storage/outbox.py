@@ -19,12 +19,12 @@ Functions take a `Session` and leave the commit to the caller (see `storage.data
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, exists, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from storage.database import execute_dml
@@ -224,6 +224,46 @@ def delivered(
             update(_messages)
             .where(_messages.c.id == message_id)
             .values(external_id=str(external_id))
+        )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What `delivered` records for one message."""
+
+    outbox_id: int
+    external_id: str | int
+    message_id: int | None = None
+
+
+def delivered_all(
+    session: Session, deliveries: Sequence[Delivery], *, now: datetime | None = None
+) -> None:
+    """`delivered` for many messages at once (one statement per table)."""
+    if not deliveries:
+        return
+    now = now or utcnow()
+    session.execute(
+        update(_outbox)
+        .where(_outbox.c.id == bindparam("outbox_id"))
+        .values(
+            status=DeliveryStatus.DONE.value,
+            external_id=bindparam("sent_as"),
+            text="",
+            claimed_by=None,
+            locked_until=None,
+            finished_at=now,
+            error=None,
+        ),
+        [{"outbox_id": d.outbox_id, "sent_as": str(d.external_id)} for d in deliveries],
+    )
+    carried = [d for d in deliveries if d.message_id is not None]
+    if carried:
+        session.execute(
+            update(_messages)
+            .where(_messages.c.id == bindparam("stored_id"))
+            .values(external_id=bindparam("sent_as")),
+            [{"stored_id": d.message_id, "sent_as": str(d.external_id)} for d in carried],
         )
 
 

@@ -40,6 +40,7 @@ from bot.telegram.outage import OutageWatch
 from bot.telegram.rate_limit import SlidingWindowLimiter
 from bot.telegram.state import BotState, attach
 from config import TelegramSettings
+from storage.faults import reconnect_after_faults
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ def build_application(app: App) -> Application:
     application = builder.build()
     limiter = SlidingWindowLimiter(settings.rate_limit_messages, settings.rate_limit_seconds)
     watch = OutageWatch(max_delay=settings.database_retry_max_delay_seconds)
+    reconnect_after_faults(app.db.engine)  # recover by itself once a read-only file is writable
     worker = worker_name()
     state = BotState(
         app=app,

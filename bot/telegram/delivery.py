@@ -12,9 +12,10 @@ chat, so a chat's messages keep their order), sends them, and records the outcom
   after a pause that doubles from `send_retry_delay_seconds` up to
   `send_retry_max_delay_seconds`, until `send_give_up_after_seconds` after it was queued.
 
-A message Telegram took is recorded before anything else happens; a restart never sends it
-again. The one gap no sender can close: Telegram took it and the answer was lost on the way
-(a timeout, the process killed in between). Then it is sent again, and arrives twice.
+A message Telegram took is recorded (in the transaction that claims the next messages, one
+write for both) before its chat's next message may go; a restart never sends it again. The one
+gap no sender can close: Telegram took it and the answer was lost on the way (a timeout, the
+process killed in between). Then it is sent again, and arrives twice.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
 from telegram import InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.error import (
     BadRequest,
@@ -82,6 +84,8 @@ class OutboxSender:
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        # outbox id -> what Telegram answered: recorded with the next claim, leased till then
+        self._delivered: dict[int, outbox.Delivery] = {}
 
     def wake(self) -> None:
         """Look for due messages now (one was queued, or a chat's pause ended)."""
@@ -89,7 +93,8 @@ class OutboxSender:
 
     @property
     def in_flight(self) -> int:
-        return len(self._tasks)
+        """Messages being sent, or sent and not yet recorded so."""
+        return len(self._tasks) + len(self._delivered)
 
     async def run(self) -> None:
         """Claim and send until `stop()`."""
@@ -99,14 +104,15 @@ class OutboxSender:
             while not self._stopping:
                 self._wake.clear()
                 free = self.settings.concurrent_updates - len(self._tasks)
+                delivered = list(self._delivered.values())
                 claimed: list[ClaimedMessage] = []
-                if free > 0:
+                if free > 0 or delivered:
                     try:
                         claimed = await self.db.run(
-                            outbox.claim,
-                            PLATFORM,
+                            _record_and_claim,
+                            delivered,
                             self.worker,
-                            limit=free,
+                            limit=max(free, 0),
                             lease_seconds=self.settings.delivery_lease_seconds,
                         )
                     except Exception as exc:
@@ -119,9 +125,10 @@ class OutboxSender:
                         continue
                     attempt = 0
                     self.watch.answered()
+                    self._recorded(delivered)
                     for row in claimed:
                         self._start(row)
-                if claimed and len(claimed) == free:
+                if (claimed and len(claimed) == free) or self._delivered:
                     continue
                 await self._pause(self.settings.delivery_poll_seconds)
         finally:
@@ -138,7 +145,16 @@ class OutboxSender:
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
+        delivered = list(self._delivered.values())
+        if delivered:  # what Telegram took must be recorded, or the next process sends it again
+            await self.watch.until_done(lambda: self.db.run(outbox.delivered_all, delivered))
+            self._recorded(delivered)
         await self.leases.release_all()
+
+    def _recorded(self, delivered: list[outbox.Delivery]) -> None:
+        for delivery in delivered:
+            self._delivered.pop(delivery.outbox_id, None)
+            self.leases.held.discard(delivery.outbox_id)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -149,16 +165,17 @@ class OutboxSender:
         self._tasks[row.id] = asyncio.create_task(self._deliver(row), name=f"outbox-{row.id}")
 
     async def _deliver(self, row: ClaimedMessage) -> None:
-        stopped = False
+        keep_lease = False
         try:
             await self._send(row)
+            keep_lease = row.id in self._delivered  # until it is recorded
         except asyncio.CancelledError:
-            stopped = True  # `stop()` gives its lease back
+            keep_lease = True  # `stop()` gives its lease back
             raise
         except Exception:  # its lease runs out and it is tried again
             log.exception("outbox message %s could not be sent", row.id)
         finally:
-            if not stopped:
+            if not keep_lease:
                 self.leases.held.discard(row.id)
             self._tasks.pop(row.id, None)
             self.wake()  # the chat's next message may go now
@@ -198,7 +215,7 @@ class OutboxSender:
             await self._failed(row, exc)
             return
         assert sent is not None  # a text has at least one piece
-        await self._record(outbox.delivered, row.id, sent.message_id, message_id=row.message_id)
+        self._delivered[row.id] = outbox.Delivery(row.id, sent.message_id, row.message_id)
 
     async def _failed(self, row: ClaimedMessage, error: TelegramError) -> None:
         age = datetime.now(UTC) - row.created_at
@@ -241,3 +258,16 @@ def _reply_parameters(reply_to: str | None) -> ReplyParameters | None:
     if reply_to is None or not reply_to.isdigit():
         return None
     return ReplyParameters(int(reply_to), allow_sending_without_reply=True)
+
+
+def _record_and_claim(
+    session: Session,
+    delivered: list[outbox.Delivery],
+    worker: str,
+    *,
+    limit: int,
+    lease_seconds: float,
+) -> list[ClaimedMessage]:
+    """Record what Telegram took since the last claim, then claim: one transaction."""
+    outbox.delivered_all(session, delivered)
+    return outbox.claim(session, PLATFORM, worker, limit=limit, lease_seconds=lease_seconds)

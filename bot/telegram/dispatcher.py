@@ -9,6 +9,10 @@ only claimable one, so a chat's updates are handled in order, one at a time, whi
 runs them; different chats run concurrently (up to `concurrent_updates`), and their decodes
 share batches.
 
+An update whose handlers returned is recorded done in the transaction that claims the next
+ones (one write for both, and the chat's next update is claimable in that same transaction);
+until then it stays leased to this process.
+
 When a handler meets a database that does not answer, the error handler reports it here
 (`database_fault`) instead of apologising: the update is handled again once the database is
 back, and nothing was confirmed or answered on the way. Every message a handler queues while
@@ -25,6 +29,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.orm import Session
 from telegram import Update
 from telegram.ext import Application
 
@@ -79,6 +84,8 @@ class Dispatcher:
         self._tasks: dict[int, asyncio.Task[None]] = {}  # inbox row id -> its handling
         self._faults: dict[int, BaseException] = {}  # update id -> the database error it met
         self._send_counters: dict[int, itertools.count[int]] = {}
+        # inbox row id -> None (done) or why it was given up: recorded with the next claim
+        self._finished: dict[int, str | None] = {}
 
     # ---- the front door -------------------------------------------------------------------------
 
@@ -115,7 +122,8 @@ class Dispatcher:
 
     @property
     def in_flight(self) -> int:
-        return len(self._tasks)
+        """Updates being handled, or handled and not yet recorded so."""
+        return len(self._tasks) + len(self._finished)
 
     # ---- the loop -------------------------------------------------------------------------------
 
@@ -127,14 +135,15 @@ class Dispatcher:
             while not self._stopping:
                 self._wake.clear()
                 free = self.settings.concurrent_updates - len(self._tasks)
+                finished = dict(self._finished)
                 claimed: list[ClaimedUpdate] = []
-                if free > 0:
+                if free > 0 or finished:
                     try:
                         claimed = await self.db.run(
-                            inbox.claim,
-                            PLATFORM,
+                            _finish_and_claim,
+                            finished,
                             self.worker,
-                            limit=free,
+                            limit=max(free, 0),
                             lease_seconds=self.settings.delivery_lease_seconds,
                         )
                     except Exception as exc:
@@ -147,9 +156,10 @@ class Dispatcher:
                         continue
                     attempt = 0
                     self.watch.answered()
+                    self._recorded(finished)
                     for row in claimed:
                         self._start(row)
-                if claimed and len(claimed) == free:
+                if (claimed and len(claimed) == free) or self._finished:
                     continue  # there may be more
                 await self._pause(self.settings.delivery_poll_seconds)
         finally:
@@ -166,7 +176,23 @@ class Dispatcher:
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
+        finished = dict(self._finished)
+        if finished:
+            try:
+                await asyncio.wait_for(
+                    self.watch.until_done(lambda: self.db.run(inbox.finish_all, finished)),
+                    grace_seconds,
+                )
+            except TimeoutError:  # the database is down: they are handled again (deduplicated)
+                log.warning("could not record %d handled updates before stopping", len(finished))
+            else:
+                self._recorded(finished)
         await self.leases.release_all()
+
+    def _recorded(self, finished: dict[int, str | None]) -> None:
+        for row_id in finished:
+            self._finished.pop(row_id, None)
+            self.leases.held.discard(row_id)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -178,18 +204,19 @@ class Dispatcher:
         self._tasks[row.id] = task
 
     async def _handle(self, row: ClaimedUpdate) -> None:
-        stopped = False
+        keep_lease = False
         try:
             error = await self._process(row)
             if error is not None or row.id in self.leases.held:
-                await self.watch.until_done(lambda: self.db.run(inbox.finish, row.id, error=error))
+                self._finished[row.id] = error  # recorded with the next claim; leased till then
+                keep_lease = True
         except asyncio.CancelledError:
-            stopped = True  # `stop()` gives its lease back
+            keep_lease = True  # `stop()` gives its lease back
             raise
         except Exception:  # its lease runs out, and it is claimed again (a few times at most)
             log.exception("update %s could not be handled; it stays in the inbox", row.update_id)
         finally:
-            if not stopped:
+            if not keep_lease:
                 self.leases.held.discard(row.id)
             self._tasks.pop(row.id, None)
             self._send_counters.pop(row.update_id, None)
@@ -234,3 +261,16 @@ class Dispatcher:
             self.leases.held.discard(row.id)
             log.info("update %s was taken over by another process", row.update_id)
         return mine
+
+
+def _finish_and_claim(
+    session: Session,
+    finished: dict[int, str | None],
+    worker: str,
+    *,
+    limit: int,
+    lease_seconds: float,
+) -> list[ClaimedUpdate]:
+    """Record the updates handled since the last claim, then claim: one transaction."""
+    inbox.finish_all(session, finished)
+    return inbox.claim(session, PLATFORM, worker, limit=limit, lease_seconds=lease_seconds)

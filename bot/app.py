@@ -30,7 +30,12 @@ def build_app(settings: Settings, *, follow_registry: bool = True) -> App:
     db = Database.from_settings(settings)
     try:
         schema_revision.ensure_schema(db, settings.storage.auto_upgrade)
-        models = ModelSlot(settings.model_dir, settings.decoding, db if follow_registry else None)
+        models = ModelSlot(
+            settings.model_dir,
+            settings.decoding,
+            db if follow_registry else None,
+            blocklist_path=settings.retrain.blocklist_path,
+        )
     except BaseException:
         db.dispose()
         raise

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config import DecodingSettings
+from nlp.decoding_recipe import choose_decoding
 from nlp.responder import Responder
 from storage import model_versions
 from storage.database import Database
@@ -35,9 +36,11 @@ class ModelSlot:
         decoding: DecodingSettings,
         db: Database | None = None,
         check_every_s: float = 2.0,
+        blocklist_path: Path | None = None,
     ) -> None:
         self.default_dir = Path(default_dir)
         self.decoding = decoding
+        self.blocklist_path = blocklist_path
         self.db = db
         self.check_every_s = check_every_s
         self._lock = threading.Lock()
@@ -65,7 +68,7 @@ class ModelSlot:
                 return False
             name, path = active
             try:
-                loaded = LoadedModel(Responder(path, self.decoding), name)
+                loaded = LoadedModel(self._responder(path), name)
             except Exception:  # keep answering with the model we have
                 log.exception("could not load model version %s from %s", name, path)
                 self._failed = name
@@ -84,5 +87,13 @@ class ModelSlot:
         self._last_check = time.monotonic()
         active = self._active_in_registry()
         if active is not None:
-            return LoadedModel(Responder(active[1], self.decoding), active[0])
-        return LoadedModel(Responder(self.default_dir, self.decoding), self.default_dir.name)
+            return LoadedModel(self._responder(active[1]), active[0])
+        return LoadedModel(self._responder(self.default_dir), self.default_dir.name)
+
+    def _responder(self, path: Path) -> Responder:
+        """The model at `path`, decoding as the operator set it or, if they set nothing, as the
+        model (or the default model it was retrained from) ships; with the bot's blocklist."""
+        decoding = choose_decoding(self.decoding, path, self.default_dir)
+        if self.blocklist_path is not None and decoding.blocklist_path is None:
+            decoding = decoding.model_copy(update={"blocklist_path": self.blocklist_path})
+        return Responder(path, decoding)

@@ -182,7 +182,8 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
 
 
 def decoding_from_args(settings: Settings, args: argparse.Namespace) -> Any:
-    d = settings.decoding.model_dump()
+    # Only what the operator set: an untouched section lets a checkpoint's decoding.json apply.
+    d = settings.decoding.model_dump(include=settings.decoding.model_fields_set)
     if args.beam is not None:
         d.update(strategy="beam", beam_size=args.beam)
     elif args.sample:
@@ -299,7 +300,9 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise CliError("--limit must be at least 1")
-    decoding = decoding_from_args(settings, args)
+    from nlp.decoding_recipe import choose_decoding
+
+    decoding = choose_decoding(decoding_from_args(settings, args), args.checkpoint)
     if args.prompts is not None:
         return _eval_prompts(args, settings, decoding)
     if args.compare or args.compare_decoding:
@@ -373,9 +376,11 @@ def _register_reply(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_reply(args: argparse.Namespace, settings: Settings) -> int:
+    from nlp.decoding_recipe import choose_decoding
     from nlp.responder import Responder
 
-    responder = Responder(args.checkpoint, decoding_from_args(settings, args))
+    decoding = choose_decoding(decoding_from_args(settings, args), args.checkpoint)
+    responder = Responder(args.checkpoint, decoding)
     for reply in responder.reply(args.texts):
         print(reply)
     return 0

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from bot.cli.model_commands import add_decoding_options, decoding_from_args
+from bot.cli.model_commands import add_decoding_options, check_blocklist, decoding_from_args
 from config import Settings
 
 
@@ -33,6 +33,7 @@ def run_chat(args: argparse.Namespace, settings: Settings) -> int:
     from bot.console import ConsoleChat
 
     updates: dict[str, object] = {"decoding": decoding_from_args(settings, args)}
+    check_blocklist(settings.retrain.blocklist_path)  # every reply of the bot obeys it too
     if args.model is not None:
         updates["model_dir"] = args.model
     settings = settings.model_copy(update=updates)

@@ -212,11 +212,11 @@ def decoding_from_args(settings: Settings, args: argparse.Namespace) -> Any:
     except ValueError as exc:
         raise CliError(f"invalid decoding option {one_line(exc)}") from exc
     if decoding.blocklist_path is not None:
-        _check_blocklist(decoding.blocklist_path)
+        check_blocklist(decoding.blocklist_path)
     return decoding
 
 
-def _check_blocklist(path: Path) -> None:
+def check_blocklist(path: Path) -> None:
     """The model reads it as it loads; a file it cannot read is one line here instead."""
     try:
         path.read_text(encoding="utf-8")

@@ -177,6 +177,14 @@ CASES: list[Any] = [
         ),
         id="blocklist-binary",
     ),
+    pytest.param(
+        lambda p: (
+            ["chat", "--model", str(p.model)],
+            {"CHATBOT_RETRAIN__BLOCKLIST_PATH": str(p.root / "no.txt")},
+            "blocklist",
+        ),
+        id="chat-retrain-blocklist-missing",
+    ),
     # ---- checkpoints: refused before anything is allocated ---------------------------------
     pytest.param(
         lambda p: (

@@ -37,7 +37,7 @@ from telegram.error import (
 )
 from telegram.ext import ExtBot
 
-from bot.telegram.flood_control import retry_after_seconds
+from bot.telegram.flood_control import NO_WAITING, retry_after_seconds
 from bot.telegram.leases import LeaseKeeper
 from bot.telegram.outage import OutageWatch
 from bot.telegram.sending import split_message
@@ -50,8 +50,6 @@ from storage.outbox import ClaimedMessage
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
-# Ask the rate limiter not to retry a 429 itself: the outbox reschedules the chat instead.
-NO_RETRIES = 0
 
 
 def chat_id_of(chat_key: str) -> int | str:
@@ -197,7 +195,8 @@ class OutboxSender:
                     reply_parameters=_reply_parameters(row.reply_to_external_id)
                     if index == 0
                     else None,
-                    rate_limit_args=NO_RETRIES,
+                    # No waiting for a paused chat: the outbox reschedules it instead.
+                    rate_limit_args=NO_WAITING,
                 )
                 if index < len(pieces) - 1:
                     await self._record(outbox.record_progress, row.id, index + 1)

@@ -86,6 +86,7 @@ class Dispatcher:
         self._send_counters: dict[int, itertools.count[int]] = {}
         # inbox row id -> None (done) or why it was given up: recorded with the next claim
         self._finished: dict[int, str | None] = {}
+        self.handled = 0  # updates this process ran the handlers of, to the end
 
     # ---- the front door -------------------------------------------------------------------------
 
@@ -245,6 +246,7 @@ class Dispatcher:
             await self.application.process_update(update)
             fault = self._faults.pop(row.update_id, None)
             if fault is None:
+                self.handled += 1
                 return None
             self.watch.failed(fault)
             log.debug("update %s met %s; handled again later", row.update_id, describe(fault))

@@ -11,9 +11,11 @@ a private chat, 20 a minute in a group) and for the bot as a whole (about 30 a s
 - a 429 for a request to a chat pauses that chat only; one without a chat (e.g. answering a
   button press) pauses everything, since it cannot be pinned on a chat.
 
-`rate_limit_args` is how many times a request is retried after a 429 (default `max_retries`).
-With 0, a request to a paused chat fails at once with `RetryAfter` instead of waiting: the outbox
-sender reschedules the message in the database, and a typing indicator is simply skipped.
+`rate_limit_args` is a `RetryPolicy`: how many times a request is retried after a 429 (default
+`max_retries`). With `NO_WAITING`, a request to a paused chat fails at once with `RetryAfter`
+instead of waiting: the outbox sender reschedules the message in the database, and a typing
+indicator is simply skipped. (An object, not a plain 0: PTB drops a `rate_limit_args` that is
+falsy.)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +41,14 @@ Result = bool | dict[str, Any] | list[dict[str, Any]]
 FORGET_AFTER = 512  # paused chats and group limiters kept before the idle ones are dropped
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int
+
+
+NO_WAITING = RetryPolicy(max_retries=0)
+
+
 def retry_after_seconds(error: RetryAfter) -> float:
     """`error.retry_after` in seconds (an int today, a timedelta in a later PTB)."""
     with warnings.catch_warnings():
@@ -46,7 +57,7 @@ def retry_after_seconds(error: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-class ChatFloodLimiter(BaseRateLimiter[int]):
+class ChatFloodLimiter(BaseRateLimiter[RetryPolicy]):
     def __init__(
         self,
         overall_max_rate: float = 30.0,
@@ -82,9 +93,9 @@ class ChatFloodLimiter(BaseRateLimiter[int]):
         kwargs: dict[str, Any],
         endpoint: str,
         data: dict[str, Any],
-        rate_limit_args: int | None,
+        rate_limit_args: RetryPolicy | None,
     ) -> Result:
-        retries = self.max_retries if rate_limit_args is None else rate_limit_args
+        retries = self.max_retries if rate_limit_args is None else rate_limit_args.max_retries
         chat_id = data.get("chat_id")
         for attempt in range(retries + 1):
             wait = self.paused_for(chat_id)

@@ -15,6 +15,8 @@ from telegram.constants import ChatAction, MessageLimit
 from telegram.error import TelegramError
 from telegram.ext import ExtBot
 
+from bot.telegram.flood_control import NO_WAITING
+
 log = logging.getLogger(__name__)
 
 TYPING_REFRESH_SECONDS = 4.5  # Telegram shows "typing…" for about 5 s per chat action
@@ -81,7 +83,7 @@ async def _keep_typing(bot: Bot, chat_id: int, after_seconds: float, done: async
         try:
             if isinstance(bot, ExtBot) and bot.rate_limiter is not None:
                 # Never waiting for a chat that flood control holds back: skipped instead.
-                await bot.send_chat_action(chat_id, ChatAction.TYPING, rate_limit_args=0)
+                await bot.send_chat_action(chat_id, ChatAction.TYPING, rate_limit_args=NO_WAITING)
             else:
                 await bot.send_chat_action(chat_id, ChatAction.TYPING)
         except TelegramError as exc:  # cosmetic: never worth failing or retrying a reply for

@@ -101,6 +101,8 @@ class FakeTelegram:
         self._delays: dict[str, deque[float]] = defaultdict(deque)
         self._held: dict[str, asyncio.Event] = {}
         self._webhook_target: str | None = None  # where the webhook URL is served locally
+        self._webhook_targets: list[str] = []  # ... by each replica (taking turns)
+        self._webhook_turns = itertools.count()
         self._webhook_task: asyncio.Task[None] | None = None
         self._posting: set[int] = set()  # update ids with a webhook POST in flight
         self._redeliver_at: dict[int, float] = {}  # update id -> when to POST it again
@@ -168,6 +170,11 @@ class FakeTelegram:
             502: "Bad Gateway",
         }.get(status, f"Error {status}")
         self._faults[method].append(_Fault(status, text, retry_after, times, chat_id))
+
+    def clear_faults(self) -> None:
+        """Forget every fault still waiting to be injected (`fail`, `garble`, `slow`)."""
+        self._faults.clear()
+        self._delays.clear()
 
     def garble(self, method: str, *, times: int = 1) -> None:
         """Answer the next `times` calls of `method` with a 200 whose body is not JSON (a broken
@@ -292,10 +299,12 @@ class FakeTelegram:
 
         await self._wait(confirmed, timeout, f"updates up to {target} confirmed")
 
-    def route_webhook(self, local_url: str) -> None:
+    def route_webhook(self, local_url: str, *more: str) -> None:
         """Deliver pushed updates to the webhook, which is served at `local_url` (the URL given
-        in setWebhook is a public one), as Telegram does: see the module docstring."""
+        in setWebhook is a public one), as Telegram does: see the module docstring. With `more`
+        URLs, POSTs take turns among them, as behind a load balancer in front of replicas."""
         self._webhook_target = local_url
+        self._webhook_targets = [local_url, *more]
         if self._webhook_task is None:
             self._webhook_task = asyncio.get_running_loop().create_task(self._deliver_webhooks())
         self._notify()
@@ -337,9 +346,9 @@ class FakeTelegram:
         if self.webhook.get("secret_token"):
             headers[_SECRET_HEADER] = self.webhook["secret_token"]
         try:
-            async with session.post(
-                self._webhook_target, data=json.dumps(update), headers=headers
-            ) as response:
+            targets = self._webhook_targets
+            target = targets[next(self._webhook_turns) % len(targets)]
+            async with session.post(target, data=json.dumps(update), headers=headers) as response:
                 status = response.status
         except (TimeoutError, aiohttp.ClientError, OSError):
             status = 0

@@ -113,12 +113,16 @@ class DataParallel:
 
     # ---- collectives ---------------------------------------------------------------------------
 
-    def gather_flags(self, flag: bool) -> list[bool]:
-        """Every rank's `flag`, in rank order."""
-        mine = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self.device)
+    def gather_ints(self, value: int) -> list[int]:
+        """Every rank's `value`, in rank order."""
+        mine = torch.tensor([value], dtype=torch.int64, device=self.device)
         every = [torch.zeros_like(mine) for _ in range(self.world_size)]
         dist.all_gather(every, mine)
-        return [bool(t.item()) for t in every]
+        return [int(t.item()) for t in every]
+
+    def gather_flags(self, flag: bool) -> list[bool]:
+        """Every rank's `flag`, in rank order."""
+        return [bool(value) for value in self.gather_ints(int(flag))]
 
     def agree(self, stop: bool, elapsed: float) -> tuple[bool, float]:
         """Stop if any rank says so; the longest elapsed time of all ranks."""
@@ -267,17 +271,23 @@ def launch(
         elastic_launch(config, program)(*arguments)
     except ChildFailedError as failed:
         world_size = nproc_per_node * rendezvous.nnodes
-        rank, reason = _root_cause(failed)
+        rank, reason = root_cause(failed)
         raise RankFailed(rank, world_size, reason) from None
 
 
-def _root_cause(failed: Any) -> tuple[int, str]:
-    """The failure that came first; at a tie, a rank that was killed rather than one that
-    failed because a peer vanished."""
+def root_cause(failed: Any) -> tuple[int, str]:
+    """The failure that caused the others: a rank killed by a signal (the OOM killer, a crash,
+    kill -9) before one that raised (its peers raise when it vanishes), the earliest of those,
+    and a rank the agent stopped (SIGTERM) because another had failed last."""
     failures: dict[int, Any] = failed.failures
     rank, failure = min(
         failures.items(),
-        key=lambda item: (item[1].timestamp, item[1].exitcode >= 0, item[0]),
+        key=lambda item: (
+            item[1].exitcode == -signal.SIGTERM,
+            item[1].exitcode >= 0,
+            item[1].timestamp,
+            item[0],
+        ),
     )
     code = int(failure.exitcode)
     if code < 0:

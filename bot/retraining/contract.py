@@ -4,6 +4,9 @@ The run writes a `WorkerJob` into the run's work directory; the worker (`bot.ret
 deletes that file as soon as it has read it (it holds people's pairs), writes `WorkerStatus`
 heartbeats while it works and a `WorkerResult` when it is done, each file atomically. Both sides
 read typed models, so neither reads the other's output by guessed string keys.
+
+A job with `distributed` runs as several processes (`bot.retraining.launch`, then one worker per
+rank); when one of them fails, the launcher writes a `LaunchFailure` saying which and why.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from bot.retraining.gate import Scores
 from config import TrainingSettings
 
 JOB, STATUS, RESULT, LOG = "job.json", "status.json", "result.json", "worker.log"
+FAILURE = "failure.json"
 TRAIN_DIR, CANDIDATE_DIR = "train", "candidate"
 
 
@@ -30,6 +34,28 @@ class TokenizedTurnsPair(BaseModel):
 
     context: list[list[str]]
     reply: list[str]
+
+
+class Distributed(BaseModel):
+    """Data-parallel training: processes on this node, and on how many nodes meeting where."""
+
+    nproc_per_node: int = Field(1, ge=1)
+    nnodes: int = Field(1, ge=1)
+    rdzv_endpoint: str | None = None  # host:port, needed with several nodes
+    rdzv_id: str = "chatbot-retrain"
+
+    def launcher_arguments(self) -> list[str]:
+        """Its options on the command line of `bot.retraining.launch`."""
+        endpoint = ["--rdzv-endpoint", self.rdzv_endpoint] if self.rdzv_endpoint else []
+        return [
+            "--nproc-per-node",
+            str(self.nproc_per_node),
+            "--nnodes",
+            str(self.nnodes),
+            *endpoint,
+            "--rdzv-id",
+            self.rdzv_id,
+        ]
 
 
 class WorkerJob(BaseModel):
@@ -45,8 +71,9 @@ class WorkerJob(BaseModel):
     new_word_min_count: int
     max_new_words: int
     training: TrainingSettings
-    cpu_threads: int = 0  # 0: torch's default
+    cpu_threads: int = 0  # 0: torch's default (data parallel on the CPU: the cores shared out)
     info: dict[str, str | int] = Field(default_factory=dict)  # recorded in the candidate
+    distributed: Distributed | None = None  # None: one process
 
     def save(self) -> Path:
         path = self.work_dir / JOB
@@ -66,6 +93,7 @@ class WorkerStatus(BaseModel):
     at: float = Field(default_factory=time.time)
     epoch: int | None = None
     epochs: int | None = None
+    rank_pids: list[int] | None = None  # data parallel: every rank's pid, in rank order
 
     def save(self, work_dir: Path) -> None:
         write_atomically(work_dir / STATUS, self.model_dump_json())
@@ -87,6 +115,7 @@ class TrainingSummary(BaseModel):
     stopped_because: str
     best_valid_loss: float | None  # None: not finite
     device: str
+    processes: int = 1  # data-parallel ranks that trained
 
 
 class WorkerResult(BaseModel):
@@ -110,6 +139,22 @@ class WorkerResult(BaseModel):
         """The result, or None when the worker wrote none (or not a valid one)."""
         try:
             return cls.model_validate_json((work_dir / RESULT).read_bytes())
+        except (FileNotFoundError, ValidationError):
+            return None
+
+
+class LaunchFailure(BaseModel):
+    """Why a data-parallel launch failed: the rank that failed first, and how."""
+
+    message: str
+
+    def save(self, work_dir: Path) -> None:
+        write_atomically(work_dir / FAILURE, self.model_dump_json())
+
+    @classmethod
+    def load(cls, work_dir: Path) -> LaunchFailure | None:
+        try:
+            return cls.model_validate_json((work_dir / FAILURE).read_bytes())
         except (FileNotFoundError, ValidationError):
             return None
 

@@ -33,7 +33,7 @@ from typing import Literal
 
 from bot.retraining import gate, recovery, runs, versions
 from bot.retraining.collect import check_enough, collect, split_heldout
-from bot.retraining.contract import TokenizedTurnsPair, WorkerJob
+from bot.retraining.contract import Distributed, TokenizedTurnsPair, WorkerJob
 from bot.retraining.pairs import LogPair, LogPairs
 from bot.retraining.process import WorkerFailed, run_worker
 from bot.retraining.runs import PairCounts, RunMetrics
@@ -228,6 +228,16 @@ def _worker_job(settings: Settings, prepared: PreparedRun, work: Path) -> Worker
         max_new_words=r.max_new_words,
         training=r.training,
         cpu_threads=r.cpu_threads,
+        distributed=(
+            Distributed(
+                nproc_per_node=r.nproc,
+                nnodes=r.nnodes,
+                rdzv_endpoint=r.rdzv_endpoint,
+                rdzv_id=r.rdzv_id,
+            )
+            if r.nproc * r.nnodes > 1
+            else None
+        ),
         info={
             "parent_version": prepared.parent.name,
             "retrain_run": prepared.run.id,

@@ -5,6 +5,9 @@ process's environment, in the directory our packages are imported from (`config.
 `-m` puts its working directory first on the import path, so the worker runs this very code,
 whether it is installed or run from a checkout, and a `config/` or `bot/` folder in the user's
 working directory cannot shadow it. Every path the worker needs comes in its job, absolute.
+
+A job with `distributed` runs `python -m bot.retraining.launch` instead (the same way), which
+starts one worker per rank; when a rank fails, its `LaunchFailure` is the run's error.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.retraining.contract import LOG, WorkerJob, WorkerResult
+from bot.retraining.contract import LOG, LaunchFailure, WorkerJob, WorkerResult
 from config import REPO_ROOT
 
 WORKER_MODULE = "bot.retraining.worker"
+LAUNCH_MODULE = "bot.retraining.launch"
 POLL_S = 0.25  # how quickly a cancellation or the time limit is noticed
+LAUNCHER_STOP_S = 10.0  # a launcher asked to stop stops its ranks first; then it is killed
 
 
 class WorkerFailed(Exception):
@@ -48,7 +53,7 @@ def run_worker(
     job_file = job.save()
     with (job.work_dir / LOG).open("ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", WORKER_MODULE, str(job_file)],
+            _command(job, job_file),
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -76,8 +81,10 @@ def run_worker(
                     ) from None
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            _stop(process, launcher=job.distributed is not None)
+    failure = LaunchFailure.load(job.work_dir)
+    if failure is not None:
+        raise WorkerFailed(f"the data-parallel training failed: {failure.message}")
     if code < 0:
         raise WorkerFailed(f"the training process was killed (signal {-code})")
     if code != 0:  # its traceback's last lines say why
@@ -87,6 +94,37 @@ def run_worker(
     if result is None:
         raise WorkerFailed("the training process exited without a result")
     return result
+
+
+def _command(job: WorkerJob, job_file: Path) -> list[str]:
+    if job.distributed is None:
+        return [sys.executable, "-m", WORKER_MODULE, str(job_file)]
+    return [
+        sys.executable,
+        "-m",
+        LAUNCH_MODULE,
+        *job.distributed.launcher_arguments(),
+        "--device",
+        job.training.device,
+        "--work-dir",
+        str(job.work_dir),
+        "--exit-with-parent",
+        str(job_file),
+    ]
+
+
+def _stop(process: subprocess.Popen[bytes], *, launcher: bool) -> None:
+    """Kill the worker; a launcher is first asked (SIGTERM) to stop its ranks itself (they
+    would otherwise notice it gone within a second and exit)."""
+    if launcher:
+        process.terminate()
+        try:
+            process.wait(timeout=LAUNCHER_STOP_S)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    process.kill()
+    process.wait()
 
 
 def _log_tail(path: Path, lines: int = 3) -> str:

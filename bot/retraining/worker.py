@@ -1,4 +1,6 @@
-"""The training process: `python -m bot.retraining.worker WORK_DIR/job.json`.
+"""The training process: `python -m bot.retraining.worker WORK_DIR/job.json`, or one rank of a
+data-parallel run: `python -m bot.retraining.worker --rank --device DEVICE [WORK_DIR/job.json]`
+(started by `bot.retraining.launch`).
 
 It reads its `WorkerJob` (and deletes the file at once: it holds people's pairs), fine-tunes the
 parent checkpoint on the job's pairs and writes into WORK_DIR only: `train/` (the trainer's best
@@ -9,17 +11,27 @@ the database or any other directory, so killing it at any moment (`kill -9`, the
 limit) can only leave an unfinished WORK_DIR behind, which the parent removes (or, if the parent
 died too, `recovery` at the next start). If the parent process dies, the worker notices within a
 second and exits.
+
+Data parallel: the main rank (the first rank that was given the job file, so on the node that
+started the run) reads the job and prepares everything as a single worker would, then sends the
+other ranks what they train on (the parent with its grown vocabulary, the pairs, the settings)
+over the process group: they need neither the job nor the files it names, so nodes without the
+run's data can train. All ranks train (`nlp.distributed`); the main rank then saves, evaluates
+and writes the result, alone.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bot.retraining.contract import (
     CANDIDATE_DIR,
@@ -32,27 +44,164 @@ from bot.retraining.contract import (
     WorkerStatus,
 )
 from bot.retraining.gate import Scores
+from config import TrainingSettings
+
+if TYPE_CHECKING:  # torch and the model load in the worker's process only, when it runs
+    import torch
+
+    from nlp.checkpoint import Checkpoint
+    from nlp.datasets import TokenizedPair
+    from nlp.distributed import DataParallel
+    from nlp.finetune import BasePairs
+    from nlp.training import TrainResult
 
 EXIT_PARENT_GONE = 70
 
 log = logging.getLogger("bot.retraining.worker")
 
 
+@dataclass
+class _Prepared:
+    """What fine-tuning starts from: the parent (its vocabulary grown) and the pairs."""
+
+    parent: Checkpoint
+    parent_fp16: bool
+    base: BasePairs
+    new_train: list[TokenizedPair]
+    heldout: list[TokenizedPair]
+    added: list[str]
+    train: list[TokenizedPair]
+    info: dict[str, Any]
+
+
 def run(job: WorkerJob) -> WorkerResult:
     """Fine-tune, save the candidate, score both models; returns (and writes) the result."""
     import torch
 
-    from nlp.checkpoint import Checkpoint, load_checkpoint, read_config, save_checkpoint
-    from nlp.datasets import TokenizedPair
     from nlp.device import resolve_device
-    from nlp.finetune import base_pairs, fine_tune, grow_vocabulary, perplexity, tokenized_pair
-    from nlp.text import TextProcessor
+    from nlp.finetune import fine_tune
 
     if job.cpu_threads:
         torch.set_num_threads(job.cpu_threads)
     work, training = job.work_dir, job.training
     WorkerStatus(phase="loading").save(work)
     device = resolve_device(training.device)
+    prepared = _prepare(job)
+    WorkerStatus(phase="training", epoch=0, epochs=training.max_epochs).save(work)
+    trained = fine_tune(
+        prepared.parent,
+        prepared.train,
+        prepared.base.valid + prepared.heldout,
+        training,
+        work / TRAIN_DIR,
+        device,
+        info=prepared.info,
+        on_epoch_end=_epoch_reporter(work, training),
+    )
+    return _finish(job, prepared, trained, device)
+
+
+def run_rank(job_file: Path | None, device_name: str) -> WorkerResult | None:
+    """One rank of a data-parallel run (see the module docstring); the result on the main
+    rank, None on the others."""
+    import torch
+
+    from nlp.distributed import DataParallel
+    from nlp.finetune import fine_tune
+
+    dp = DataParallel.start(device_name)
+    try:
+        dp = dp.with_main(dp.gather_flags(job_file is not None))
+        pids = dp.gather_ints(os.getpid())
+        job: WorkerJob | None = None
+        prepared: _Prepared | None = None
+        if dp.is_main:
+            assert job_file is not None
+            job = WorkerJob.load(job_file)
+            job_file.unlink()  # people's pairs: on disk no longer than it takes to read them
+            WorkerStatus(phase="loading", rank_pids=pids).save(job.work_dir)
+            prepared = _prepare(job)
+        shared = _share(dp, job, prepared)
+        parent = dp.broadcast_checkpoint(prepared.parent if prepared else None)
+        torch.set_num_threads(shared.cpu_threads or _cpu_share(dp))
+        if job is not None:
+            WorkerStatus(
+                phase="training", epoch=0, epochs=shared.training.max_epochs, rank_pids=pids
+            ).save(job.work_dir)
+        trained = fine_tune(
+            parent,
+            shared.train,
+            shared.valid,
+            shared.training,
+            shared.out_dir,
+            dp.device,
+            info=shared.info,
+            on_epoch_end=_epoch_reporter(job.work_dir, shared.training, pids) if job else None,
+            data_parallel=dp,
+        )
+    finally:
+        dp.close()
+    if job is None or prepared is None:
+        return None
+    return _finish(job, prepared, trained, dp.device, processes=dp.world_size)
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What the main rank sends every rank besides the parent model."""
+
+    train: list[TokenizedPair]
+    valid: list[TokenizedPair]
+    training: TrainingSettings
+    info: dict[str, Any]
+    out_dir: Path  # written by the main rank only
+    cpu_threads: int
+
+
+def _share(dp: DataParallel, job: WorkerJob | None, prepared: _Prepared | None) -> _Shared:
+    from nlp.datasets import TokenizedPair
+
+    sent = None
+    if job is not None and prepared is not None:
+        sent = {
+            "train": [[p.context, p.reply] for p in prepared.train],
+            "valid": [[p.context, p.reply] for p in prepared.base.valid + prepared.heldout],
+            "training": job.training.model_dump(mode="json"),
+            "info": prepared.info,
+            "out_dir": str(job.work_dir / TRAIN_DIR),
+            "cpu_threads": job.cpu_threads,
+        }
+    got = dp.broadcast_json(sent)
+    return _Shared(
+        train=[TokenizedPair(context, reply) for context, reply in got["train"]],
+        valid=[TokenizedPair(context, reply) for context, reply in got["valid"]],
+        training=TrainingSettings.model_validate(got["training"]),
+        info=got["info"],
+        out_dir=Path(got["out_dir"]),
+        cpu_threads=int(got["cpu_threads"]),
+    )
+
+
+def _cpu_share(dp: DataParallel) -> int:
+    """Threads per rank when the job does not say: the node's cores shared among its ranks."""
+    return max(1, (os.cpu_count() or 1) // dp.local_world_size)
+
+
+def _epoch_reporter(work: Path, training: TrainingSettings, pids: list[int] | None = None) -> Any:
+    def report(record: dict[str, Any]) -> None:
+        WorkerStatus(
+            phase="training", epoch=record["epoch"], epochs=training.max_epochs, rank_pids=pids
+        ).save(work)
+
+    return report
+
+
+def _prepare(job: WorkerJob) -> _Prepared:
+    from nlp.checkpoint import load_checkpoint, read_config
+    from nlp.finetune import base_pairs, grow_vocabulary, tokenized_pair
+    from nlp.text import TextProcessor
+
+    training = job.training
     parent = load_checkpoint(job.parent_dir)
     parent_fp16 = read_config(job.parent_dir).get("weights_dtype") == "float16"
     processor = TextProcessor(parent.text_settings)
@@ -78,20 +227,23 @@ def run(job: WorkerJob) -> WorkerResult:
         "base_pairs": len(base.train_sample),
         "words_added": len(added),
     }
-    WorkerStatus(phase="training", epoch=0, epochs=training.max_epochs).save(work)
-    trained = fine_tune(
-        parent,
-        train,
-        base.valid + heldout,
-        training,
-        work / TRAIN_DIR,
-        device,
-        info=info,
-        on_epoch_end=lambda record: WorkerStatus(
-            phase="training", epoch=record["epoch"], epochs=training.max_epochs
-        ).save(work),
-    )
+    return _Prepared(parent, parent_fp16, base, new_train, heldout, added, train, info)
 
+
+def _finish(
+    job: WorkerJob,
+    prepared: _Prepared,
+    trained: TrainResult,
+    device: torch.device,
+    processes: int = 1,
+) -> WorkerResult:
+    """Save the best checkpoint as the candidate, score it and the parent, write the result."""
+    import torch
+
+    from nlp.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from nlp.finetune import perplexity
+
+    work, base, heldout = job.work_dir, prepared.base, prepared.heldout
     WorkerStatus(phase="saving").save(work)
     best = load_checkpoint(work / TRAIN_DIR)
     candidate_dir = save_checkpoint(
@@ -105,7 +257,7 @@ def run(job: WorkerJob) -> WorkerResult:
             best.metrics,
             best.info,
         ),
-        fp16=parent_fp16,
+        fp16=prepared.parent_fp16,
     )
 
     WorkerStatus(phase="evaluating").save(work)
@@ -123,9 +275,9 @@ def run(job: WorkerJob) -> WorkerResult:
             torch.cuda.empty_cache()
     result = WorkerResult(
         candidate_dir=candidate_dir,
-        words_added=len(added),
+        words_added=len(prepared.added),
         pairs=PairSizes(
-            train=len(new_train),
+            train=len(prepared.new_train),
             heldout=len(heldout),
             base_sample=len(base.train_sample),
             base_valid=len(base.valid),
@@ -139,6 +291,7 @@ def run(job: WorkerJob) -> WorkerResult:
                 trained.best_valid_loss if math.isfinite(trained.best_valid_loss) else None
             ),
             device=str(device),
+            processes=processes,
         ),
         parent=scores[0],
         candidate=scores[1],
@@ -148,9 +301,9 @@ def run(job: WorkerJob) -> WorkerResult:
     return result
 
 
-def _exit_when_orphaned(parent_pid: int) -> None:
-    """The parent (bot, CLI, scheduler) owns the run: without it nobody would promote or record
-    the result, so training on would only burn CPU."""
+def exit_when_orphaned(parent_pid: int) -> None:
+    """The parent (bot, CLI, scheduler; for a rank, its launcher) owns the run: without it
+    nobody would promote or record the result, so training on would only burn CPU."""
     while True:
         if os.getppid() != parent_pid:
             os._exit(EXIT_PARENT_GONE)
@@ -158,17 +311,26 @@ def _exit_when_orphaned(parent_pid: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m bot.retraining.worker WORK_DIR/job.json", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(prog="python -m bot.retraining.worker")
+    parser.add_argument("--rank", action="store_true", help="one rank of a data-parallel run")
+    parser.add_argument("--device", default="auto", help="a rank's device (auto, cpu, cuda)")
+    parser.add_argument("job", nargs="?", type=Path, help="WORK_DIR/job.json")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.job is None and not args.rank:
+        parser.error("the job file is missing")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     threading.Thread(
-        target=_exit_when_orphaned, args=(os.getppid(),), daemon=True, name="orphan-watch"
+        target=exit_when_orphaned, args=(os.getppid(),), daemon=True, name="orphan-watch"
     ).start()
-    job_file = Path(args[0])
+    if args.rank:
+        from torch.distributed.elastic.multiprocessing.errors import record
+
+        # `record` writes an exception to the launcher's error file: the run's error says it.
+        record(run_rank)(args.job, args.device)
+        return 0
+    job_file = Path(args.job)
     job = WorkerJob.load(job_file)
     job_file.unlink()  # people's pairs: on disk no longer than it takes to read them
     run(job)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from nlp.datasets import bucketed_batches
-from nlp.distributed import DataParallel
+from nlp.distributed import DataParallel, RankFailed, root_cause
 from nlp.training import batch_loss
 from tests.support.data_parallel import tiny_data, tiny_trainer, train_single
 
@@ -102,3 +103,36 @@ def test_two_processes_with_batch_b_train_as_one_process_with_batch_2b(tmp_path:
     # Only the main rank validated and wrote a checkpoint.
     assert (tmp_path / "checkpoint-rank0" / "model.safetensors").is_file()
     assert not (tmp_path / "checkpoint-rank1").exists()
+
+
+def _failure(exitcode: int, timestamp: int, message: str = "<NONE>") -> SimpleNamespace:
+    return SimpleNamespace(exitcode=exitcode, timestamp=timestamp, message=message)
+
+
+@pytest.mark.parametrize(
+    ("failures", "expected"),
+    [
+        # rank 1 killed; the agent then stopped rank 0 (in the same second, or the next)
+        ({0: _failure(-15, 7), 1: _failure(-9, 7)}, "rank 1 of 2 was killed by signal 9 (SIGKILL)"),
+        ({0: _failure(-15, 8), 1: _failure(-9, 7)}, "rank 1 of 2 was killed by signal 9 (SIGKILL)"),
+        # rank 0 raised when its peer vanished, and its error file's time is the earlier one
+        (
+            {0: _failure(1, 6, "RuntimeError: Connection closed by peer"), 1: _failure(-9, 7)},
+            "rank 1 of 2 was killed by signal 9 (SIGKILL)",
+        ),
+        # rank 1 raised first; rank 0 followed it
+        (
+            {
+                0: _failure(1, 9, "RuntimeError: Connection closed by peer"),
+                1: _failure(1, 8, "ValueError:  no   pairs\nleft"),
+            },
+            "rank 1 of 2 failed (exit code 1): ValueError: no pairs left",
+        ),
+        ({0: _failure(3, 8)}, "rank 0 of 2 failed (exit code 3)"),
+    ],
+)
+def test_a_failed_launch_names_the_rank_that_failed_first_not_those_stopped_after_it(
+    failures: dict[int, SimpleNamespace], expected: str
+) -> None:
+    rank, reason = root_cause(SimpleNamespace(failures=failures))
+    assert str(RankFailed(rank, 2, reason)) == expected

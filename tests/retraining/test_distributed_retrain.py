@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -20,6 +23,9 @@ from storage import model_versions, training_runs
 from storage.database import Database
 from tests.support.retraining import cli_env, seed_pattern, tree_digest, with_retrain
 from tests.support.waiting import wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-c", "import sys; from bot.cli import main; sys.exit(main())"]
 
 pytestmark = pytest.mark.slow  # each test starts a launcher and two ranks that import torch
 
@@ -118,3 +124,53 @@ def test_a_rank_that_dies_fails_the_run_and_leaves_the_active_model_as_it_was(
     assert active is not None and active.name == "default"
     assert list(settings.versions_dir.iterdir()) == []  # the work directory is gone
     wait_until(lambda: not _alive(ranks[0]), 10, what="the other rank to stop")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_second_node_joins_the_run_without_a_database(
+    settings: Settings,
+    db: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two nodes on one machine: the node that starts the run owns it; the joining node is told
+    nothing but where to meet, and gets the model and the pairs from the first node's main rank
+    (whichever global rank the rendezvous gives it)."""
+    seed_pattern(db)
+    budgeted = with_retrain(settings, training={"max_epochs": 100_000, "time_budget_minutes": 0.05})
+    endpoint = f"127.0.0.1:{_free_port()}"
+    nodes = ["--nproc", "1", "--nnodes", "2", "--rdzv-endpoint", endpoint]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATBOT_")}
+    # The joining node has no database: a URL that cannot be reached proves it needs none.
+    env.update(cli_env(budgeted), CHATBOT_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    joiner = subprocess.Popen(
+        [*CLI, "retrain", "--join", *nodes],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        monkeypatch.chdir(tmp_path)
+        for name, value in cli_env(budgeted).items():
+            monkeypatch.setenv(name, value)
+
+        code = main(["retrain", *nodes])
+
+        joined, _ = joiner.communicate(timeout=60)
+    finally:
+        if joiner.poll() is None:
+            joiner.kill()
+            joiner.wait()
+    outcome = json.loads(capsys.readouterr().out)
+    assert code == 0, outcome
+    assert joiner.returncode == 0, joined.decode(errors="replace")[-3000:]
+    assert outcome["status"] in ("promoted", "rejected")
+    assert outcome["metrics"]["training"]["processes"] == 2

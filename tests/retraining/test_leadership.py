@@ -15,14 +15,17 @@ from pathlib import Path
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
+from sqlalchemy import update
 
 from bot.leadership import Leadership
 from bot.retraining.scheduler import RetrainScheduler, claimant
-from bot.roles import LOCK_NAME, telegram_runs_schedules
+from bot.roles import LOCK_NAME, SchedulerRole, telegram_runs_schedules
 from config import Settings
 from storage import schedule_firings
+from storage.conversations import ChatRef, UserRef, save_exchange
 from storage.database import Database
 from storage.leader_lock import LeaderLock, leader_lock
+from storage.tables import Message, utcnow
 from tests.support.retraining import retrain_settings, with_retrain
 from tests.support.scheduling import FIRINGS_FILE_ENV, JOB_FUNCTION, Fired, read_firings
 from tests.support.waiting import wait_until
@@ -226,3 +229,37 @@ def test_a_firing_claimed_by_another_process_is_not_run_here(
     assert fired.due == due and fired.pid == os.getpid()
     assert db.read(schedule_firings.firing_claimant, "retrain-claimed", due) == "elsewhere:1"
     assert db.read(schedule_firings.firing_claimant, "retrain-free", due) == claimant()
+
+
+def test_the_leading_scheduler_applies_retention_and_hands_over_when_stopped(
+    settings: Settings, db: Database
+) -> None:
+    with db.begin() as session:
+        chat, user = ChatRef("console", "c"), UserRef("console", "u")
+        old = utcnow() - timedelta(days=40)
+        save_exchange(session, chat, user, "old", "old reply", turn_created_at=old)
+    with db.begin() as session:
+        session.execute(update(Message).values(created_at=utcnow() - timedelta(days=40)))
+    keeping = settings.model_copy(
+        update={"storage": settings.storage.model_copy(update={"retention_days": 30})}
+    )
+    first, second = SchedulerRole(keeping, db), SchedulerRole(keeping, db)
+    first.start()
+    try:
+        wait_until(first.leadership.elected.is_set, what="the first role to lead")
+        second.start()
+        wait_until(lambda: _messages(db) == 0, what="the leader's retention pass")
+        assert not second.leadership.leading
+
+        first.shutdown()
+
+        wait_until(second.leadership.elected.is_set, 5, what="the standby to take over")
+        assert second.scheduler.running and not first.scheduler.running
+    finally:
+        second.shutdown()
+        first.shutdown()
+
+
+def _messages(db: Database) -> int:
+    with db.session() as session:
+        return session.query(Message).count()

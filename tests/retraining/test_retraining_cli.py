@@ -100,3 +100,22 @@ def test_retrain_with_too_few_pairs_or_a_run_in_progress_exits_2(
         training_runs.set_running_metrics(s, running.id, {"owner": {"host": "elsewhere", "pid": 1}})
     code, _, err = _run(capsys, "retrain")
     _one_line_error(code, err, f"a retraining is already running (run {running.id}")
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--nnodes", "2"], "nnodes > 1 needs rdzv_endpoint (host:port of the rendezvous)"),
+        (["--join", "--nproc", "2"], "--join trains with another node: give --nnodes"),
+        (
+            ["--join", "--force", "--nnodes", "2", "--rdzv-endpoint", "h:1"],
+            "--force belongs to the node that starts the run",
+        ),
+    ],
+)
+def test_distributed_options_that_cannot_work_exit_2_before_any_work(
+    capsys: pytest.CaptureFixture[str], db: Database, argv: list[str], needle: str
+) -> None:
+    code, _, err = _run(capsys, "retrain", *argv)
+    _one_line_error(code, err, needle)
+    assert db.read(training_runs.list_runs) == []

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -52,11 +52,13 @@ LrSchedule = Literal["linear", "cosine", "constant", "plateau"]
 
 
 class TrainingSettings(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)  # an infinite rate or budget is a typo
+
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     max_epochs: int = Field(20, ge=1)
-    max_steps: int | None = None
-    time_budget_minutes: float | None = None
+    max_steps: int | None = Field(None, ge=1)
+    time_budget_minutes: float | None = Field(None, gt=0)
     clip_grad_norm: float = 5.0
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     # The learning rate: warmup, then linear/cosine decay to zero at the end of the budget
@@ -70,7 +72,7 @@ class TrainingSettings(BaseModel):
     validate_every_steps: int | None = Field(None, ge=1)  # None: at the end of each epoch
     sample_replies: int = Field(3, ge=0)  # validation contexts whose greedy reply is logged
     average_last: int = Field(0, ge=0)  # average the weights of the last N validations (0: off)
-    seed: int = 1234
+    seed: int = Field(1234, ge=0, lt=2**32)
     # bfloat16 autocast: None decides by the hardware (CUDA with bf16, or a CPU with native
     # bf16 instructions, where it measured 1.5x faster than fp32 training on this project's CPU).
     bf16: bool | None = None
@@ -84,9 +86,11 @@ class TrainingSettings(BaseModel):
 
 
 class DecodingSettings(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)  # inf or nan would poison every decode
+
     # rerank: sample `rerank_candidates` replies per context, keep the best scored (DialoGPT).
     strategy: Literal["greedy", "beam", "sample", "rerank"] = "greedy"
-    beam_size: int = Field(5, ge=1)
+    beam_size: int = Field(5, ge=1, le=256)
     length_penalty: float = 0.6  # GNMT alpha; 0 disables
     no_repeat_ngram: int = Field(3, ge=0)  # 0 disables
     min_length: int = Field(1, ge=0)  # every strategy: tokens before <eos> is allowed

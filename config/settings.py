@@ -58,7 +58,7 @@ class TrainingSettings(BaseModel):
     learning_rate: float = Field(1e-3, gt=0)
     max_epochs: int = Field(20, ge=1)
     max_steps: int | None = Field(None, ge=1)
-    time_budget_minutes: float | None = Field(None, gt=0)
+    time_budget_minutes: float | None = None
     clip_grad_norm: float = 5.0
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     # The learning rate: warmup, then linear/cosine decay to zero at the end of the budget

@@ -17,7 +17,10 @@ When a handler meets a database that does not answer, the error handler reports 
 (`database_fault`) instead of apologising: the update is handled again once the database is
 back, and nothing was confirmed or answered on the way. Every message a handler queues while
 handling an update gets a key from `send_key()` (`update:<id>:<n>`), the same each time the
-update is handled, so a second run queues nothing twice.
+update is handled, so a second run queues nothing twice; and what a handler decided in a run
+that later met the outage (the sender's rate-limit slot, its claim of a command) it finds in
+`memo()` in the next run, instead of deciding again (a person's retried message must not count
+against their rate limit once per try).
 """
 
 from __future__ import annotations
@@ -86,7 +89,9 @@ class Dispatcher:
         self._send_counters: dict[int, itertools.count[int]] = {}
         # inbox row id -> None (done) or why it was given up: recorded with the next claim
         self._finished: dict[int, str | None] = {}
+        self._memos: dict[int, dict[str, Any]] = {}  # update id -> what its handlers decided
         self.handled = 0  # updates this process ran the handlers of, to the end
+        self.reruns = 0  # runs of handlers again after a database outage
 
     # ---- the front door -------------------------------------------------------------------------
 
@@ -120,6 +125,14 @@ class Dispatcher:
             return None
         counter = self._send_counters.get(update.update_id)
         return None if counter is None else f"update:{update.update_id}:{next(counter)}"
+
+    def memo(self, update: object) -> dict[str, Any]:
+        """What the handlers of `update` decided in an earlier run of them (this process only;
+        empty at first); they write their decisions into it. Outside a dispatched update: a new,
+        empty dict each time."""
+        if isinstance(update, Update) and update.update_id in self._memos:
+            return self._memos[update.update_id]
+        return {}
 
     @property
     def in_flight(self) -> int:
@@ -222,6 +235,7 @@ class Dispatcher:
             self._tasks.pop(row.id, None)
             self._send_counters.pop(row.update_id, None)
             self._faults.pop(row.update_id, None)
+            self._memos.pop(row.update_id, None)
             self.wake()  # the chat's next update may be claimable now
 
     async def _process(self, row: ClaimedUpdate) -> str | None:
@@ -241,6 +255,7 @@ class Dispatcher:
             log.warning("update %s is not an update we can read: %s", row.update_id, exc)
             return f"unreadable: {exc}"
         attempt = 0
+        self._memos[row.update_id] = {}
         while True:
             self._send_counters[row.update_id] = itertools.count()
             await self.application.process_update(update)
@@ -252,6 +267,7 @@ class Dispatcher:
             log.debug("update %s met %s; handled again later", row.update_id, describe(fault))
             await asyncio.sleep(self.watch.delay(attempt))
             attempt += 1
+            self.reruns += 1
             if not await self._still_mine(row):
                 return None  # another process took it over: it finishes it
 

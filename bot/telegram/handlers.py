@@ -33,8 +33,13 @@ async def drop_redelivered_command(update: Update, context: ContextTypes.DEFAULT
     message = update.message
     if message is None:
         return
-    service = bot_state(context).service
-    if not await service.first_delivery(PLATFORM, message.chat.id, message.message_id):
+    state = bot_state(context)
+    memo = state.dispatcher.memo(update)  # handled again after an outage: our claim stands
+    if "first_delivery" not in memo:
+        memo["first_delivery"] = await state.service.first_delivery(
+            PLATFORM, message.chat.id, message.message_id
+        )
+    if not memo["first_delivery"]:
         raise ApplicationHandlerStop
 
 
@@ -122,7 +127,10 @@ async def _admitted(
     message: Message,
     user: User,
 ) -> bool:
-    decision = state.limiter.check(user.id)
+    memo = state.dispatcher.memo(update)  # handled again after an outage: counted once
+    if "rate_limit" not in memo:
+        memo["rate_limit"] = state.limiter.check(user.id)
+    decision: Decision = memo["rate_limit"]
     if decision is Decision.WARN:
         await reply(update, context, answers.SLOW_DOWN, quote=is_group(message.chat))
     return decision is Decision.ALLOW

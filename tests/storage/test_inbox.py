@@ -133,3 +133,18 @@ def test_workers_claiming_at_the_same_time_skip_each_others_rows_without_waiting
 
     assert [c.update_id for c in taken] == [1, 3]
     assert [c.update_id for c in others] == [4]  # not 2: chat a's first is still pending
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.slow)])
+def test_a_read_only_postgres_is_refused_in_one_line(database: Database) -> None:
+    options = str(database.url.query["options"]) + " -cdefault_transaction_read_only=on"
+    read_only = Database(database.url.update_query_dict({"options": options}))
+    try:
+        with pytest.raises(DatabaseUnavailableError) as refused:
+            inbox.ensure_writable(read_only)
+    finally:
+        read_only.dispose()
+
+    assert str(refused.value).endswith(
+        "takes no writes: cannot execute UPDATE in a read-only transaction"
+    )

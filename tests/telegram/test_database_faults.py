@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import sqlite3
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from bot import answers
+from bot.cli.main import main
 from bot.telegram.webhook import WebhookConfig
 from config import StorageSettings
 from storage import conversations, schema_revision
@@ -28,7 +30,7 @@ from tests.support.fake_telegram import updates as tg
 from tests.support.fake_telegram.updates import JSON
 from tests.support.waiting import wait_until_async
 from tests.telegram import filesystem_faults, postgres_server, processes
-from tests.telegram.harness import Harness
+from tests.telegram.harness import ANN, Harness
 
 # Quick to notice work and to retry the database. A busy timeout short enough to pass quickly,
 # long enough that the bot's own writers seldom wait that long for each other (at 100 ms they
@@ -108,6 +110,48 @@ async def test_a_database_locked_past_the_busy_timeout_is_waited_out(
     _assert_logged_as_one_outage(caplog, len(people))
 
 
+async def test_a_message_handled_again_after_an_outage_counts_once_against_the_rate_limit(
+    start_bot: StartBot, database: Database
+) -> None:
+    assert database.url.database is not None
+    quick_to_fail = StorageSettings(sqlite_busy_timeout_ms=300)
+    async with start_bot(storage=quick_to_fail, rate_limit_messages=2, **QUICK) as bot:
+        bot.fake.say(ANN, "hello")  # one of Ann's two messages a minute
+        await bot.fake.wait_for_message(ANN["id"])
+        await bot.settle()
+        # The next message is stored and admitted; the database goes away while the model
+        # works on it, so its reply cannot be stored, and it is handled again once it is back.
+        generating, go_on = asyncio.Event(), asyncio.Event()
+        generate = bot.app.service.batcher.generate
+
+        async def held(context: list[str]) -> Any:
+            generating.set()
+            await go_on.wait()
+            return await generate(context)
+
+        bot.app.service.batcher.generate = held  # type: ignore[method-assign,assignment]
+        bot.fake.say(ANN, "how are you?")
+        await asyncio.wait_for(generating.wait(), 10)
+        holder = sqlite3.connect(database.url.database, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            go_on.set()
+            await wait_until_async(
+                lambda: bot.bot.dispatcher.reruns >= 1, what="the message to be handled again"
+            )
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        await bot.fake.wait_for_message(ANN["id"], 2)
+        await bot.settle()
+
+        assert answers.SLOW_DOWN not in [m["text"] for m in bot.fake.sent(ANN["id"])]
+        assert [t.text for t in bot.turns(ANN["id"]) if not t.from_bot] == [
+            "hello",
+            "how are you?",
+        ]
+
+
 @pytest.fixture
 def database_dir(tmp_path: Path, sqlite_template: Path) -> Path:
     """A directory of its own holding a migrated database (chatbot.db)."""
@@ -168,40 +212,54 @@ async def test_a_full_disk_is_waited_out(
 
 # ---- starting on a database it cannot use: one line, exit 2 ---------------------------------
 
-
-async def _refusal(
-    fake: FakeTelegram, url: str, data_dir: Path, model_dir: Path
-) -> tuple[int, str]:
-    log = data_dir / "chatbot.log"
-    env = processes.bot_env(fake, url, data_dir, model_dir)
-    process = await processes.start_bot_process(["telegram"], env, log)
-    code = await asyncio.wait_for(process.wait(), 120)
-    return code, log.read_text()
+WELL_FORMED_TOKEN = "987654321:" + "Z" * 35
 
 
-@pytest.mark.slow
-async def test_starting_on_a_read_only_database_is_one_line_and_exit_2(
-    fake: FakeTelegram, database_dir: Path, tiny_model_dir: Path, tmp_path: Path
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model_dir: Path) -> None:
+    """`chatbot telegram` run in this process: no developer's CHATBOT_* or .env, the tiny model,
+    a token never used (the bot refuses to start before it talks to Telegram)."""
+    for key in list(os.environ):
+        if key.startswith("CHATBOT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHATBOT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CHATBOT_MODEL_DIR", str(tiny_model_dir))
+    monkeypatch.setenv("CHATBOT_TELEGRAM_TOKEN", WELL_FORMED_TOKEN)
+
+
+def _refusal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str) -> str:
+    monkeypatch.setenv("CHATBOT_DATABASE_URL", url)
+    code = main(["telegram"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    [line] = err.splitlines()
+    return line
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_starting_on_a_read_only_database_is_one_line_and_exit_2(
+    database_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"sqlite:///{database_dir / 'chatbot.db'}"
     with filesystem_faults.read_only_directory(database_dir):
-        code, output = await _refusal(fake, url, tmp_path, tiny_model_dir)
+        line = _refusal(monkeypatch, capsys, f"sqlite:///{database_dir / 'chatbot.db'}")
 
-    assert code == 2, output
-    [line] = output.splitlines()
-    assert line.startswith("chatbot telegram: error: ") and "database" in line
-    assert fake.calls == []  # refused before it ever talked to Telegram
+    # Where the files cannot be opened for writing at all, SQLite cannot even open a WAL
+    # database ("cannot connect ... unable to open database file"); where it can open it, it
+    # takes no writes ("takes no writes: attempt to write a readonly database"). One line either
+    # way, naming the database.
+    assert line.startswith("chatbot telegram: error: ") and str(database_dir) in line
+    assert "unable to open database file" in line or "takes no writes" in line
 
 
-@pytest.mark.slow
-async def test_starting_on_an_unreachable_database_is_one_line_and_exit_2(
-    fake: FakeTelegram, tiny_model_dir: Path, tmp_path: Path
+@pytest.mark.usefixtures("cli_env")
+def test_starting_on_an_unreachable_database_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"postgresql://postgres@127.0.0.1:{processes.free_port()}/none"
-    code, output = await _refusal(fake, url, tmp_path, tiny_model_dir)
 
-    assert code == 2, output
-    [line] = output.splitlines()
+    line = _refusal(monkeypatch, capsys, url)
+
     assert line.startswith("chatbot telegram: error: cannot connect to ")
 
 

@@ -138,7 +138,7 @@ async def test_two_webhook_replicas_on_one_database_answer_everything_once_in_or
             await fake.wait_for_message(person["id"], PER_CHAT, timeout=60)
         handled = (one.dispatcher.handled, two.dispatcher.handled)
 
-    assert sum(handled) == CHATS * PER_CHAT and min(handled) > 0, handled
+    assert sum(handled) == CHATS * PER_CHAT, handled  # each update by one replica, once
     assert len(fake.sent()) == CHATS * PER_CHAT
     db = Database(settings.resolved_database_url)
     try:

@@ -145,8 +145,19 @@ class OutboxSender:
             await asyncio.gather(*unfinished, return_exceptions=True)
         delivered = list(self._delivered.values())
         if delivered:  # what Telegram took must be recorded, or the next process sends it again
-            await self.watch.until_done(lambda: self.db.run(outbox.delivered_all, delivered))
-            self._recorded(delivered)
+            try:
+                await asyncio.wait_for(
+                    self.watch.until_done(lambda: self.db.run(outbox.delivered_all, delivered)),
+                    grace_seconds,
+                )
+            except TimeoutError:  # the database is down: stopping must not wait forever
+                log.warning(
+                    "could not record %d messages Telegram took before stopping; the next "
+                    "process sends them again",
+                    len(delivered),
+                )
+            else:
+                self._recorded(delivered)
         await self.leases.release_all()
 
     def _recorded(self, delivered: list[outbox.Delivery]) -> None:

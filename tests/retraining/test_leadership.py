@@ -153,20 +153,24 @@ def _fired_by(path: Path, pid: int) -> list[Fired]:
 def test_two_scheduler_processes_run_each_period_once_and_a_standby_takes_over_a_kill_9(
     pg_settings: Settings, database: Database, tmp_path: Path
 ) -> None:
-    # The stand-in job, every PERIOD_S seconds. coalesce=False: a period missed during the
-    # takeover must run late, once, not merge with the next (the real schedules coalesce).
-    with RetrainScheduler(pg_settings, database)._store() as store:
-        store.add_job(
-            JOB_FUNCTION,
-            CronTrigger(second=f"*/{PERIOD_S}", timezone="UTC"),
-            id="retrain-standin",
-            coalesce=False,
-        )
+    schedules = RetrainScheduler(pg_settings, database)
+    assert schedules.list() == []  # APScheduler's table made, as any deployment has it
     firings = tmp_path / "firings.txt"
     leader = _start_scheduler(pg_settings, tmp_path, "leader")
     standby: subprocess.Popen[bytes] | None = None
     try:
         wait_until(lambda: "scheduler: leading" in _log(tmp_path, "leader"), 60, what="a leader")
+        # The stand-in job, every PERIOD_S seconds, added once the leader runs (so that no period
+        # was due before: periods missed while nothing ran would all be due at once).
+        # coalesce=False: a period missed during the takeover must run late, once, not merge
+        # with the next (the real schedules coalesce).
+        with schedules._store() as store:
+            store.add_job(
+                JOB_FUNCTION,
+                CronTrigger(second=f"*/{PERIOD_S}", timezone="UTC"),
+                id="retrain-standin",
+                coalesce=False,
+            )
         standby = _start_scheduler(pg_settings, tmp_path, "standby")
         wait_until(
             lambda: "scheduler: standing by" in _log(tmp_path, "standby"), 60, what="a standby"
@@ -198,7 +202,9 @@ def test_two_scheduler_processes_run_each_period_once_and_a_standby_takes_over_a
     assert len(dues) == len(set(dues)), f"a period ran twice: {fired}"
     # Every period from the first firing to the last ran: none lost in the takeover.
     dues.sort()
-    assert all(b - a == timedelta(seconds=PERIOD_S) for a, b in pairwise(dues)), dues
+    assert all(b - a == timedelta(seconds=PERIOD_S) for a, b in pairwise(dues)), (
+        firings.read_text() + _log(tmp_path, "leader")[-3000:] + _log(tmp_path, "standby")[-3000:]
+    )
     # Only the leader ran jobs until it died, only the standby after.
     pids = [f.pid for f in sorted(fired, key=lambda f: f.at)]
     switch = pids.index(standby.pid)

@@ -2,12 +2,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from config import TextSettings
+from config import ModelSettings, TextSettings
 from nlp.checkpoint import load_checkpoint
 from nlp.responder import Responder
+from nlp.seq2seq import Seq2Seq
 from nlp.text import TextProcessor, detokenize
-from nlp.training import train_from_sources
+from nlp.training import clip_gradients, train_from_sources
 from tests.support.tiny_model import tiny_settings, train_tiny
 
 
@@ -88,3 +90,20 @@ def test_lstm_cell_trains(tiny_pairs_file: Path, tmp_path: Path) -> None:
     )
     assert result.epochs == 2
     assert Responder(tmp_path / "lstm").reply(["hello"])
+
+
+@pytest.mark.parametrize("scale", [1e-3, 10.0])  # under and over the clipping norm
+def test_clip_gradients_gives_clip_grad_norms_gradients(scale: float) -> None:
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelSettings(embedding_dim=8, hidden_size=8), 30)
+    grads = [torch.randn_like(p) * scale for p in model.parameters()]
+    for p, g in zip(model.parameters(), grads, strict=True):
+        p.grad = g.clone()
+    clip_gradients(model, 5.0)
+    ours = [p.grad for p in model.parameters() if p.grad is not None]
+    for p, g in zip(model.parameters(), grads, strict=True):
+        p.grad = g.clone()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    theirs = [p.grad for p in model.parameters() if p.grad is not None]
+    assert len(ours) == len(theirs) == len(grads)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))

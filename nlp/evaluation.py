@@ -10,7 +10,7 @@ from typing import Any
 
 from config import DecodingSettings
 from nlp.checkpoint import read_config
-from nlp.datasets import EncodedPair, bucketed_batches, corpus_from_splits, tokenized_splits
+from nlp.datasets import EncodedPair, collate, corpus_from_splits, tokenized_splits
 from nlp.errors import DataError
 from nlp.metrics import reply_metrics
 from nlp.recipe import DataRecipe
@@ -19,24 +19,39 @@ from nlp.training import mean_loss
 
 
 def evaluate_pairs(
-    responder: Responder, pairs: Sequence[EncodedPair], batch_size: int = 64
+    responder: Responder,
+    pairs: Sequence[EncodedPair],
+    batch_size: int = 64,
+    sizes: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Perplexity of the references, and the reply metrics of the replies the responder gives
-    (decoded as served: its settings, vocabulary rules, reverse model, seeded sampling)."""
-    loss = mean_loss(responder.model, pairs, responder.device)
+    (decoded as served: its settings, vocabulary rules, reverse model, seeded sampling).
+
+    `sizes`: the same metrics on the first N pairs for each N (diversity numbers depend on how
+    many replies they count), computed from the same decoded replies: decoding once keeps the
+    sizes consistent with each other and costs one decode instead of one per size."""
     hypotheses: list[list[str]] = []
     references: list[list[str]] = []
-    for batch in bucketed_batches(pairs, batch_size, shuffle=False):
+    for start in range(0, len(pairs), batch_size):  # in order: `sizes` take prefixes
+        batch = collate(pairs[start : start + batch_size])
         lengths = batch.src_lengths.tolist()
         sources = [row[:n] for row, n in zip(batch.src.tolist(), lengths, strict=True)]
         hypotheses.extend(reply.tokens for reply in responder.generate_ids(sources))
         references.extend(responder.vocab.decode(row) for row in batch.trg_out.tolist())
-    return {
-        "pairs": len(pairs),
-        "loss": loss,
-        "perplexity": math.exp(min(loss, 50.0)),
-        **reply_metrics(hypotheses, references),
-    }
+
+    def scored(n: int) -> dict[str, Any]:
+        loss = mean_loss(responder.model, pairs[:n], responder.device)
+        return {
+            "pairs": n,
+            "loss": loss,
+            "perplexity": math.exp(min(loss, 50.0)),
+            **reply_metrics(hypotheses[:n], references[:n]),
+        }
+
+    result = scored(len(pairs))
+    if sizes:
+        result["sizes"] = {str(n): scored(min(n, len(pairs))) for n in sizes}
+    return result
 
 
 def evaluate_checkpoint(
@@ -73,10 +88,8 @@ def evaluate_checkpoint(
         "pairs_like": str(pairs_like) if pairs_like else None,
         "decoding": decoding.strategy,
         "decoding_settings": decoding.model_dump(mode="json", exclude_defaults=True),
-        **evaluate_pairs(responder, pairs),
+        **evaluate_pairs(responder, pairs, sizes=sizes),
     }
-    if sizes:
-        result["sizes"] = {str(n): evaluate_pairs(responder, pairs[:n]) for n in sizes}
     return result
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from config import DecodingSettings
 from nlp.checkpoint import load_checkpoint, save_checkpoint
 from nlp.evaluation import evaluate_checkpoint
 from nlp.prompt_eval import read_prompts
@@ -39,6 +40,17 @@ def test_metrics_are_reported_at_each_set_size(
     assert metrics["sizes"]["1"]["pairs"] == 1 and metrics["sizes"]["20"]["pairs"] == 20
     assert metrics["sizes"]["1"]["top_reply_share"] == 1.0  # one reply is its own top reply
     assert metrics["sizes"]["20"]["top_reply_share"] == pytest.approx(1 / 20)  # all different
+
+
+def test_sizes_are_prefixes_of_one_decode(tiny_model_dir: Path) -> None:
+    """The sampled replies are decoded once: the full-size entry is the whole result, and a
+    size past the split is capped at the pairs there are."""
+    sampling = DecodingSettings(strategy="sample", temperature=1.0)
+    metrics = evaluate_checkpoint(tiny_model_dir, "train", sampling, limit=20, sizes=(5, 20, 99))
+    whole = {k: v for k, v in metrics.items() if k in metrics["sizes"]["20"]}
+    assert metrics["sizes"]["20"] == whole
+    assert metrics["sizes"]["99"]["pairs"] == 20
+    assert metrics["sizes"]["5"]["pairs"] == 5
 
 
 def test_two_recipes_are_scored_on_the_same_pairs(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -135,6 +135,21 @@ class Chat(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ChatContextStart(Base):
+    """Where a chat's context begins after its last /reset: only messages after
+    `after_message_id` feed the model. In the database so that every replica, and a restarted
+    process, honours a reset. A watermark, not a foreign key: the message it names may be deleted
+    (/forget, retention) without undoing the reset."""
+
+    __tablename__ = "chat_context_starts"
+
+    chat_id: Mapped[int] = mapped_column(
+        ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True
+    )
+    after_message_id: Mapped[int] = mapped_column(BigInteger)
+    reset_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Message(Base):
     """One turn of a chat: from a user (`user_id`) or from the bot (`from_bot`, no user).
 

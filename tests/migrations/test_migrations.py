@@ -4,33 +4,38 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import column, delete, func, insert, inspect, select, table, text
 from sqlalchemy.engine import URL
 
 from storage import feedback, schema_revision
 from storage.conversations import ChatRef, UserRef, save_exchange
 from storage.database import Database
 from storage.errors import MigrationError, SchemaOutOfDateError
-from storage.tables import Base, Feedback, Message, User
+from storage.tables import Base, Chat, Feedback, Message, User
 
 APP_TABLES = set(Base.metadata.tables)
 
-# A later revision, as a future schema change would look: SQLite must rebuild `users` in batch
-# mode, which (with foreign keys on) would cascade-delete every message of every user.
-REVISION_NEXT = '''"""Add users.locale.
+# This code's newest revision, and a later one, as a future schema change would look: SQLite must
+# rebuild `users` in batch mode, which (with foreign keys on) would cascade-delete every message of
+# every user. The imagined revision follows whatever the head is, so adding a real migration does
+# not collide with it.
+(HEAD,) = schema_revision.head_revisions()
+NEXT = f"{int(HEAD) + 1:04d}"
+REVISION_NEXT = f'''"""Add users.locale.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: {NEXT}
+Revises: {HEAD}
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "{NEXT}"
+down_revision = "{HEAD}"
 branch_labels = None
 depends_on = None
 
@@ -65,7 +70,7 @@ def newer_code(tmp_path: Path) -> Path:
     shutil.copytree(
         schema_revision.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__")
     )
-    (scripts / "versions" / "0005_users_locale.py").write_text(REVISION_NEXT, encoding="utf-8")
+    (scripts / "versions" / f"{NEXT}_users_locale.py").write_text(REVISION_NEXT, encoding="utf-8")
     return scripts
 
 
@@ -126,12 +131,13 @@ def test_the_app_runs_on_a_current_schema(db: Database) -> None:
 def test_the_app_refuses_an_old_schema_and_names_the_command(
     db: Database, newer_code: Path
 ) -> None:
-    schema_revision.upgrade(db)  # 0004: what the previous release left
+    schema_revision.upgrade(db)  # HEAD: what the previous release left
     config = schema_revision.alembic_config(newer_code)
     with pytest.raises(SchemaOutOfDateError) as refused:
         schema_revision.ensure_schema(db, config=config)
     assert str(refused.value) == (
-        "the database schema is out of date (at 0004, code needs 0005): run `chatbot db upgrade`"
+        f"the database schema is out of date (at {HEAD}, code needs {NEXT}): "
+        "run `chatbot db upgrade`"
     )
 
 
@@ -142,19 +148,74 @@ def test_auto_upgrade_migrates_and_keeps_every_row(db: Database, newer_code: Pat
         feedback.set_feedback(session, saved.reply_id, saved.user_id, 1)
     config = schema_revision.alembic_config(newer_code)
     schema_revision.ensure_schema(db, auto_upgrade=True, config=config)
-    assert schema_revision.schema_status(db, config).current == ("0005",)
+    assert schema_revision.schema_status(db, config).current == (NEXT,)
     assert "locale" in {c["name"] for c in inspect(db.engine).get_columns("users")}
     # The rebuilt `users` table did not take its users' messages and feedback with it.
     assert (_count(db, User), _count(db, Message), _count(db, Feedback)) == (1, 2, 1)
     with db.engine.connect() as connection:
         if db.dialect == "sqlite":
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-    schema_revision.downgrade(db, "0004", config)
+    schema_revision.downgrade(db, HEAD, config)
     assert (_count(db, User), _count(db, Message), _count(db, Feedback)) == (1, 2, 1)
     schema_revision.check_models(db)
 
 
 def test_the_app_refuses_a_schema_newer_than_its_code(db: Database, newer_code: Path) -> None:
     schema_revision.upgrade(db, "heads", schema_revision.alembic_config(newer_code))
-    with pytest.raises(SchemaOutOfDateError, match="at revision 0005, which this code does not"):
+    with pytest.raises(SchemaOutOfDateError, match=f"at revision {NEXT}, which this code does not"):
         schema_revision.ensure_schema(db, auto_upgrade=True)
+
+
+# The tables as revision 0005 knows them, whatever later revisions add to the ORM models.
+_CHATS_0005 = table(
+    "chats",
+    column("id"),
+    column("platform"),
+    column("external_id"),
+    column("kind"),
+    column("created_at"),
+)
+_CONTEXT_STARTS_0005 = table(
+    "chat_context_starts", column("chat_id"), column("after_message_id"), column("reset_at")
+)
+
+
+def _context_starts(db: Database) -> dict[int, int]:
+    with db.engine.connect() as connection:
+        rows = connection.execute(
+            select(_CONTEXT_STARTS_0005.c.chat_id, _CONTEXT_STARTS_0005.c.after_message_id)
+        )
+        return {chat_id: after for chat_id, after in rows}
+
+
+def test_0005_context_starts_upgrade_and_downgrade_keep_the_chats(db: Database) -> None:
+    schema_revision.upgrade(db, "0004")
+    now = datetime.now(UTC)
+    with db.engine.begin() as connection:
+        connection.execute(
+            insert(_CHATS_0005),
+            [
+                {"id": n, "platform": "console", "external_id": f"c{n}", "kind": "private"}
+                | {"created_at": now}
+                for n in (1, 2)
+            ],
+        )
+    assert "chat_context_starts" not in _tables(db)
+
+    schema_revision.upgrade(db, "0005")
+    with db.engine.begin() as connection:
+        connection.execute(
+            insert(_CONTEXT_STARTS_0005),
+            [{"chat_id": n, "after_message_id": 10 * n, "reset_at": now} for n in (1, 2)],
+        )
+    assert _context_starts(db) == {1: 10, 2: 20}
+    with db.engine.begin() as connection:  # a deleted chat takes its reset along
+        connection.execute(delete(_CHATS_0005).where(_CHATS_0005.c.id == 1))
+    assert _context_starts(db) == {2: 20}
+
+    schema_revision.downgrade(db, "0004")
+    assert "chat_context_starts" not in _tables(db)
+    assert _count(db, Chat) == 1
+    schema_revision.upgrade(db, "0005")
+    assert _context_starts(db) == {}
+    assert _count(db, Chat) == 1

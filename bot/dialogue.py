@@ -29,7 +29,7 @@ from bot import answers
 from bot.batching import MicroBatcher
 from bot.model_slot import ModelSlot
 from config import DialogueSettings
-from storage import conversations, outbox, privacy
+from storage import context_starts, conversations, outbox, privacy
 from storage.conversations import ChatRef, SavedExchange, Turn, UserRef
 from storage.database import Database
 from storage.errors import StorageError
@@ -156,8 +156,6 @@ class DialogueService:
         self._chat_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
-        # chat -> id of the last message before a /reset: context starts after it.
-        self._context_start: dict[tuple[str, str], int] = {}
 
     # ---- the main path ---------------------------------------------------------------------------
 
@@ -284,7 +282,7 @@ class DialogueService:
         chat_id = conversations.find_chat(session, msg.platform, msg.chat_id)
         if k <= 0 or chat_id is None:
             return []
-        start = self._context_start.get(_key(msg.platform, msg.chat_id), 0)
+        start = context_starts.context_start(session, chat_id)
         return [t.text for t in conversations.recent_context(session, chat_id, k) if t.id > start]
 
     def _lock_for(self, platform: str, chat_id: str | int) -> asyncio.Lock:
@@ -298,9 +296,9 @@ class DialogueService:
     # ---- chat commands ---------------------------------------------------------------------------
 
     async def reset(self, platform: str, chat_id: str | int) -> None:
-        """Start a new context: earlier messages stay stored but no longer feed the model."""
-        last = await self.db.run_read(_last_message_id, platform, chat_id)
-        self._context_start[_key(platform, chat_id)] = last
+        """Start a new context: earlier messages stay stored but no longer feed the model.
+        Stored in the database, so the reset holds in every replica and after a restart."""
+        await self.db.run(_reset_context, platform, chat_id)
 
     async def history(self, platform: str, chat_id: str | int, limit: int = 20) -> list[Turn]:
         return await self.db.run_read(_recent_turns, platform, chat_id, limit)
@@ -418,9 +416,10 @@ def _stored_turn_id(session: Session, msg: Incoming) -> int | None:
     return None if turn is None else turn.id
 
 
-def _last_message_id(session: Session, platform: str, chat_id: str | int) -> int:
-    last = _recent_turns(session, platform, chat_id, 1)
-    return last[-1].id if last else 0
+def _reset_context(session: Session, platform: str, chat_id: str | int) -> None:
+    found = conversations.find_chat(session, platform, chat_id)
+    if found is not None:  # a chat with nothing stored has no context to leave behind
+        context_starts.reset_context(session, found)
 
 
 def _recent_turns(session: Session, platform: str, chat_id: str | int, limit: int) -> list[Turn]:

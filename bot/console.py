@@ -12,11 +12,14 @@ import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TextIO
 
 from bot import command_replies
 from bot.admin_service import AdminService, parse_teaching
+from bot.conversation_export import ConversationExporter
 from bot.dialogue import ChatRef, DialogueService, Incoming, UserRef
+from bot.export_formats import ExportFormat
 from bot.retraining.job import PreparedRun
 from bot.retraining.report import outcome_text
 
@@ -26,6 +29,7 @@ HELP = """Type a message and press Enter. Commands:
   /reset             start a new conversation (the model forgets the context)
   /history           show the last messages of this chat
   /optout            keep your messages out of retraining (/optin undoes it)
+  /export [csv]      save everything stored about you to a file (JSON Lines or CSV)
   /teach A => B      teach a reply: when someone says A, answer B (from the next retraining)
   /retrain [force]   retrain on the new chat logs now
   /rollback          go back to the previous model version
@@ -47,6 +51,7 @@ class ConsoleChat:
         stdin: TextIO = sys.stdin,
         stdout: TextIO = sys.stdout,
         user: str | None = None,
+        exports_dir: Path = Path("exports"),
     ) -> None:
         self.service = service
         self.admin = admin
@@ -54,6 +59,7 @@ class ConsoleChat:
         self.stdout = stdout
         self.user = user or _os_user()
         self.interactive = stdin.isatty()
+        self.exports_dir = exports_dir  # where /export writes
         self._retraining: threading.Thread | None = None
         self._retraining_done = threading.Event()
         self._leaving = False
@@ -63,6 +69,7 @@ class ConsoleChat:
             "/history": self._history,
             "/optout": self._optout,
             "/optin": self._optin,
+            "/export": self._export,
             "/teach": self._teach,
             "/retrain": self._retrain,
             "/rollback": self._rollback,
@@ -132,6 +139,20 @@ class ConsoleChat:
     async def _optin(self, argument: str) -> None:
         await self.service.set_opted_out(self._person, False)
         self._print(command_replies.opt_out_text(False))
+
+    async def _export(self, argument: str) -> None:
+        choice = argument.lower() or ExportFormat.JSONL.value
+        if choice not in {f.value for f in ExportFormat}:
+            self._print("Usage: /export (JSON Lines) or /export csv")
+            return
+        saved = await ConversationExporter(self.service.db).save_user_history(
+            PLATFORM, self.user, ExportFormat(choice), self.exports_dir
+        )
+        if saved is None:
+            self._print("There is nothing stored about you, so there is nothing to export.")
+        else:
+            path, messages = saved
+            self._print(f"Saved {messages} messages to {path}")
 
     async def _teach(self, argument: str) -> None:
         taught = parse_teaching(argument)

@@ -1,4 +1,5 @@
-"""Data leaving the database: a user's history as JSONL, and the training pairs retraining reads.
+"""Data leaving the database: a user's history as JSONL, the training pairs retraining reads, and
+conversations as people and operators export them (`iter_conversations`).
 
 Which messages make training pairs is decided here, in SQL, once: a reply and the message it
 answers in the same chat (the message it explicitly replied to, else the one just before it;
@@ -22,7 +23,7 @@ from sqlalchemy import ColumnElement, Row, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from storage.errors import NotFoundError
-from storage.tables import Chat, Feedback, Message, TaughtPair, User, utcnow
+from storage.tables import Chat, Feedback, Message, Platform, TaughtPair, User, utcnow
 from storage.training_runs import RunInfo
 
 _CHUNK = 900  # ids per IN (...) list, well under every backend's parameter limit
@@ -397,3 +398,134 @@ def write_user_history_jsonl(session: Session, user_id: int, out: TextIO) -> int
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
         count += 1
     return count
+
+
+# ---------------------------------------------------------------- conversations, for people
+
+CONVERSATION_CHUNK = 500  # rows fetched from the database at a time
+
+
+@dataclass(frozen=True)
+class ConversationQuery:
+    """Which stored messages a conversation export holds.
+
+    `user`: that person's messages, in every chat, and the bot's replies to them (what /forget
+    deletes; other people's messages in a shared group are theirs, not this person's). `chat`:
+    every message of that chat. Both: that person's part of that chat. `since`: only messages
+    written at or after it. Ids are the platform's own (a Telegram user or chat id), on
+    `platform`; with no `user` and no `chat`, every chat of every platform.
+    """
+
+    platform: str = Platform.TELEGRAM.value
+    user: str | None = None
+    chat: str | None = None
+    since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ConversationRow:
+    """One stored message as an export shows it: the people and the chat by their platform ids
+    (ours mean nothing outside the database), the message's own id for `reply_to_message_id`."""
+
+    message_id: int
+    platform: str
+    chat_id: str
+    chat_kind: str
+    user_id: str | None  # the sender; None for the bot
+    user_name: str | None
+    role: Literal["user", "bot"]
+    time: datetime
+    text: str
+    reply_to_message_id: int | None
+    platform_message_id: str | None
+    model_version: str | None  # the model version that wrote a bot reply (None: a fixed answer)
+    feedback_up: int  # 👍 on a bot reply, by anyone
+    feedback_down: int
+
+
+def conversation_subject_known(session: Session, query: ConversationQuery) -> bool:
+    """Whether the user and the chat `query` names are stored (true when it names neither)."""
+    if query.user is not None and _user_row_id(session, query) is None:
+        return False
+    return query.chat is None or _chat_row_id(session, query) is not None
+
+
+def iter_conversations(
+    session: Session, query: ConversationQuery, *, chunk_size: int = CONVERSATION_CHUNK
+) -> Iterator[ConversationRow]:
+    """The messages `query` selects, each chat's in the order they were written, chats in the
+    order they were first seen. Streamed `chunk_size` rows at a time (a server-side cursor on
+    PostgreSQL), so an export of the whole database never holds it in memory. Nothing for a user
+    or chat that is not stored (never seen, or forgotten)."""
+    conditions: list[ColumnElement[bool]] = []
+    if query.user is not None:
+        user_id = _user_row_id(session, query)
+        if user_id is None:
+            return
+        theirs = aliased(Message)
+        answered = select(theirs.id).where(theirs.user_id == user_id)
+        conditions.append(
+            or_(
+                Message.user_id == user_id,
+                Message.from_bot.is_(True) & Message.reply_to_id.in_(answered),
+            )
+        )
+    if query.chat is not None:
+        chat_id = _chat_row_id(session, query)
+        if chat_id is None:
+            return
+        conditions.append(Message.chat_id == chat_id)
+    if query.since is not None:
+        conditions.append(Message.created_at >= query.since)
+    rows = session.execute(
+        select(
+            Message.id,
+            Chat.platform,
+            Chat.external_id,
+            Chat.kind,
+            User.external_id,
+            User.display_name,
+            Message.from_bot,
+            Message.created_at,
+            Message.text,
+            Message.reply_to_id,
+            Message.external_id,
+            Message.model_version,
+            _votes(1),
+            _votes(-1),
+        )
+        .join(Chat, Chat.id == Message.chat_id)
+        .outerjoin(User, User.id == Message.user_id)
+        .where(*conditions)
+        .order_by(Message.chat_id, Message.id)
+        .execution_options(yield_per=chunk_size)
+    )
+    for row in rows:
+        yield ConversationRow(
+            message_id=row[0],
+            platform=row[1],
+            chat_id=row[2],
+            chat_kind=row[3],
+            user_id=row[4],
+            user_name=row[5],
+            role="bot" if row[6] else "user",
+            time=row[7],
+            text=row[8],
+            reply_to_message_id=row[9],
+            platform_message_id=row[10],
+            model_version=row[11],
+            feedback_up=int(row[12]),
+            feedback_down=int(row[13]),
+        )
+
+
+def _user_row_id(session: Session, query: ConversationQuery) -> int | None:
+    return session.execute(
+        select(User.id).where(User.platform == query.platform, User.external_id == query.user)
+    ).scalar()
+
+
+def _chat_row_id(session: Session, query: ConversationQuery) -> int | None:
+    return session.execute(
+        select(Chat.id).where(Chat.platform == query.platform, Chat.external_id == query.chat)
+    ).scalar()

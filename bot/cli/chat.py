@@ -41,7 +41,8 @@ def run_chat(args: argparse.Namespace, settings: Settings) -> int:
 
     async def chat() -> int:
         try:
-            return await ConsoleChat(app.service, AdminService(app)).run()
+            exports = settings.data_dir / "exports"  # where /export writes
+            return await ConsoleChat(app.service, AdminService(app), exports_dir=exports).run()
         finally:
             await app.close()
 

@@ -14,7 +14,7 @@ from pydantic_settings import SettingsError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 
-from bot.cli import chat, db, model_admin, model_commands, retrain, schedule, telegram
+from bot.cli import chat, db, export, model_admin, model_commands, retrain, schedule, telegram
 from bot.cli.errors import CliError, one_line
 from config import Settings, load_settings
 from nlp.errors import NlpError
@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     telegram,
     retrain,
     schedule,
+    export,
 )
 USER_ERRORS = (CliError, NlpError, StorageError)
 EXIT_USAGE = 2

@@ -2,7 +2,8 @@
 benchmark: the real PTB stack talks HTTP to it through `base_url`.
 
 It implements what the bot uses: getMe, getUpdates (long polling with `offset`, `limit` and
-`timeout`), sendMessage, sendChatAction, editMessageReplyMarkup, answerCallbackQuery,
+`timeout`), sendMessage, sendDocument (a multipart upload: the file's bytes are kept in
+`documents`), sendChatAction, editMessageReplyMarkup, answerCallbackQuery,
 setMyCommands, deleteWebhook, setWebhook, getWebhookInfo. Requests are parsed as PTB sends them:
 `application/x-www-form-urlencoded` (or multipart) with every non-string value JSON-encoded, and
 also plain JSON bodies and query strings, as other clients send them.
@@ -57,6 +58,26 @@ class ApiCall:
         return self.status == 200
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file sent in a multipart request, as the server received it."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class SentDocument:
+    """A document the bot sent (sendDocument), its bytes as uploaded."""
+
+    chat_id: int
+    filename: str
+    data: bytes
+    caption: str | None
+    message: JSON  # what sendDocument answered
+
+
 @dataclass
 class _Fault:
     status: int
@@ -92,6 +113,7 @@ class FakeTelegram:
         self.webhook: JSON | None = None
         self.chats: dict[int, JSON] = {}
         self.messages: dict[tuple[int, int], JSON] = {}  # (chat id, message id) -> message
+        self.documents: list[SentDocument] = []  # sendDocument's uploads, in order
         self._pending: deque[JSON] = deque()
         self._next_update_id = 1
         self._confirmed = 0  # the highest update id getUpdates' offset acknowledged
@@ -505,6 +527,37 @@ class FakeTelegram:
         self._remember(sent)
         return _ok(sent)
 
+    async def _api_senddocument(self, params: JSON) -> web.Response:
+        chat = self.chats.get(_int(params.get("chat_id")))
+        document = params.get("document")
+        if chat is None:
+            return _error(400, "Bad Request: chat not found")
+        if not isinstance(document, Upload):  # a file_id or a URL: no file of ours to keep
+            return _error(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        if not document.data:
+            return _error(400, "Bad Request: file must be non-empty")
+        caption = params.get("caption")
+        sent: JSON = {
+            "message_id": self.next_message_id(chat["id"]),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": {k: self.bot[k] for k in ("id", "is_bot", "first_name", "username")},
+            "document": {
+                "file_id": f"doc-{len(self.documents) + 1}",
+                "file_unique_id": f"udoc-{len(self.documents) + 1}",
+                "file_name": document.filename,
+                "mime_type": document.content_type,
+                "file_size": len(document.data),
+            },
+        }
+        if isinstance(caption, str) and caption:
+            sent["caption"] = caption
+        self._remember(sent)
+        self.documents.append(
+            SentDocument(chat["id"], document.filename, document.data, caption, sent)
+        )
+        return _ok(sent)
+
     async def _api_sendchataction(self, params: JSON) -> web.Response:
         if _int(params.get("chat_id")) not in self.chats:
             return _error(400, "Bad Request: chat not found")
@@ -564,8 +617,13 @@ async def _parameters(request: web.Request) -> JSON:
     elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await request.post()
         for key, value in form.items():
-            params[key] = _decode(key, value) if isinstance(value, str) else value.filename
+            params[key] = _decode(key, value) if isinstance(value, str) else _upload(value)
     return params
+
+
+def _upload(field: Any) -> Upload:
+    """A multipart file field (aiohttp's `FileField`), read whole."""
+    return Upload(field.filename, field.content_type, field.file.read())
 
 
 def _decode(key: str, value: str) -> Any:

@@ -1,0 +1,96 @@
+"""/export: a person's own history as a file (sendDocument), JSON Lines, or CSV with `/export csv`.
+
+The file holds what is stored of the person: their messages in every chat with the bot (the
+private chat and groups) and the bot's replies to them, which is what /forget would delete.
+Other people's messages in a shared group are theirs, not in it. It is sent only in the private
+chat: in a group everyone would see it, so there the bot says where to ask. Someone with
+nothing stored (never wrote, or forgotten) gets a sentence, not an empty file.
+
+One export per person per `CHATBOT_TELEGRAM__EXPORT_COOLDOWN_SECONDS` (`export_cooldown`). The
+document goes straight to Telegram, not through the outbox (which holds texts); a redelivered
+/export is dropped like every command, and one handled again after a database outage keeps the
+cooldown decision it made the first time (the dispatcher's memo).
+"""
+
+from __future__ import annotations
+
+from telegram import Chat, Update
+from telegram.ext import ContextTypes
+
+from bot.conversation_export import ConversationExporter, HistoryTooLarge
+from bot.export_formats import ExportFormat
+from bot.telegram.export_cooldown import ExportCooldown, minutes
+from bot.telegram.outgoing import reply
+from bot.telegram.state import PLATFORM, BotState, bot_state
+
+USAGE = "Send /export for your history as JSON Lines, or /export csv for a spreadsheet."
+PRIVATE_ONLY = "I send your history only in our private chat: write /export to me there."
+NOTHING = "There is nothing stored about you, so there is nothing to export."
+WAIT = "You exported your history a moment ago. You can ask again in {minutes} min."
+TOO_LARGE = (
+    "Your history is too large to send here ({megabytes:.0f} MB; Telegram takes up to 50 MB). "
+    "The bot's operator can export it for you: chatbot export --user {user_id}."
+)
+CAPTION = {
+    ExportFormat.JSONL: (
+        "Everything stored from your conversations with me: {messages} messages, one JSON "
+        "object per line. /forget deletes it all."
+    ),
+    ExportFormat.CSV: (
+        "Everything stored from your conversations with me: {messages} messages as CSV "
+        "(UTF-8, a header line first). /forget deletes it all."
+    ),
+}
+
+_COOLDOWN_KEY = "chatbot.export_cooldown"  # in bot_data, beside the shared state
+
+
+async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None:
+        return
+    if message.chat.type != Chat.PRIVATE:
+        await reply(update, context, PRIVATE_ONLY)
+        return
+    fmt = _format(context.args or [])
+    if fmt is None:
+        await reply(update, context, USAGE)
+        return
+    state = bot_state(context)
+    memo = state.dispatcher.memo(update)  # handled again after an outage: decided once
+    if "export_wait" not in memo:
+        memo["export_wait"] = cooldown(context, state).try_start(user.id)
+    wait: float = memo["export_wait"]
+    if wait > 0:
+        await reply(update, context, WAIT.format(minutes=minutes(wait)))
+        return
+    history = await ConversationExporter(state.app.db).user_history(PLATFORM, user.id, fmt)
+    if history is None:
+        await reply(update, context, NOTHING)
+    elif isinstance(history, HistoryTooLarge):
+        megabytes = history.size / 1024 / 1024
+        await reply(update, context, TOO_LARGE.format(megabytes=megabytes, user_id=user.id))
+    else:
+        await context.bot.send_document(
+            message.chat.id,
+            history.content,
+            filename=history.filename,
+            caption=CAPTION[fmt].format(messages=history.messages),
+        )
+
+
+def cooldown(context: ContextTypes.DEFAULT_TYPE, state: BotState) -> ExportCooldown:
+    """The process's one cooldown, made at the first /export."""
+    found = context.bot_data.get(_COOLDOWN_KEY)
+    if not isinstance(found, ExportCooldown):
+        found = ExportCooldown(state.settings.export_cooldown_seconds)
+        context.bot_data[_COOLDOWN_KEY] = found
+    return found
+
+
+def _format(args: list[str]) -> ExportFormat | None:
+    if not args:
+        return ExportFormat.JSONL
+    if len(args) == 1 and args[0].lower() in (f.value for f in ExportFormat):
+        return ExportFormat(args[0].lower())
+    return None

@@ -152,7 +152,6 @@ class TelegramSettings(BaseModel):
     # httpx's pool scans every connection on every request (measured: 64 vs 256 halves p95).
     concurrent_updates: int = Field(64, ge=1)
     typing_delay_seconds: float = Field(0.5, ge=0)  # "typing…" only for replies slower than this
-    export_cooldown_seconds: float = Field(600.0, ge=0)  # one /export per user per this; 0: off
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -322,6 +321,11 @@ class Settings(BaseSettings):
     model_dir: Path = REPO_ROOT / "models" / "default"
     database_url: str | None = None
     log_level: str = "INFO"
+    # Redis (CHATBOT_REDIS_URL, e.g. redis://127.0.0.1:6379/0): the Telegram rate limits are then
+    # shared by every replica; unset, each process keeps its own. Keys start with the prefix
+    # (CHATBOT_REDIS_KEY_PREFIX) and the bot's id, so bots and tests sharing a server don't mix.
+    redis_url: SecretStr | None = None
+    redis_key_prefix: str = Field("chatbot", min_length=1)
 
     text: TextSettings = Field(default_factory=TextSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
@@ -361,6 +365,17 @@ class Settings(BaseSettings):
     @classmethod
     def _split_admin_ids(cls, value: object) -> object:
         return TelegramSettings._split_ids(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        """A URL redis-py would refuse only once the bot runs is refused here, at start."""
+        if value is None or not value.get_secret_value():
+            return None
+        scheme = value.get_secret_value().partition("://")[0]
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
 
     @model_validator(mode="after")
     def _apply_flat_aliases(self) -> Settings:

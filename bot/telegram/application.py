@@ -30,14 +30,14 @@ from telegram.ext import (
 
 from bot.admin_service import AdminService
 from bot.app import App
-from bot.telegram import admin, export_command, feedback, forget, handlers, retrain_commands
+from bot.telegram import admin, feedback, forget, handlers, retrain_commands
 from bot.telegram.delivery import OutboxSender
 from bot.telegram.dispatcher import Dispatcher
 from bot.telegram.error_handler import on_error
 from bot.telegram.flood_control import ChatFloodLimiter
 from bot.telegram.groups import COMMAND_FOR_THIS_BOT
 from bot.telegram.outage import OutageWatch
-from bot.telegram.rate_limit import SlidingWindowLimiter
+from bot.telegram.shared_limits import build_limits
 from bot.telegram.state import BotState, attach
 from config import TelegramSettings
 from storage.faults import reconnect_after_faults
@@ -49,7 +49,6 @@ PUBLIC_COMMANDS = (
     BotCommand("help", "what I can do"),
     BotCommand("reset", "start a new conversation"),
     BotCommand("forget", "delete everything stored about you"),
-    BotCommand("export", "get everything stored about you as a file"),
     BotCommand("optout", "never use my messages for training"),
     BotCommand("optin", "allow my messages for training again"),
 )
@@ -82,18 +81,13 @@ def build_application(app: App) -> Application:
     if settings.token is None:
         raise ValueError("no Telegram token in the settings")
     timeout = settings.request_timeout_seconds
+    limits = build_limits(app.settings)  # in Redis when CHATBOT_REDIS_URL is set
     builder = (
         ApplicationBuilder()
         .token(settings.token.get_secret_value())
         .base_url(settings.base_url)
         .base_file_url(file_url(settings.base_url))
-        .rate_limiter(
-            ChatFloodLimiter(
-                overall_max_rate=settings.flood_messages_per_second,
-                group_max_rate=settings.flood_group_messages_per_minute,
-                max_retries=settings.flood_max_retries,
-            )
-        )
+        .rate_limiter(ChatFloodLimiter(limits.flood, max_retries=settings.flood_max_retries))
         .updater(None)
         .connect_timeout(timeout)
         .read_timeout(timeout)
@@ -104,13 +98,12 @@ def build_application(app: App) -> Application:
         .job_queue(None)
     )
     application = builder.build()
-    limiter = SlidingWindowLimiter(settings.rate_limit_messages, settings.rate_limit_seconds)
     watch = OutageWatch(max_delay=settings.database_retry_max_delay_seconds)
     reconnect_after_faults(app.db.engine)  # recover by itself once a read-only file is writable
     worker = worker_name()
     state = BotState(
         app=app,
-        limiter=limiter,
+        limiter=limits.users,
         admin=AdminService(app),
         watch=watch,
         dispatcher=Dispatcher(application, app.db, settings, watch, worker),
@@ -133,7 +126,6 @@ def add_handlers(application: Application) -> None:
         ("help", handlers.help_command),
         ("reset", handlers.reset),
         ("forget", forget.ask),
-        ("export", export_command.export),
         ("status", admin.status),
         ("stats", admin.stats),
         ("retrain", retrain_commands.retrain),

@@ -129,7 +129,7 @@ async def _admitted(
 ) -> bool:
     memo = state.dispatcher.memo(update)  # handled again after an outage: counted once
     if "rate_limit" not in memo:
-        memo["rate_limit"] = state.limiter.check(user.id)
+        memo["rate_limit"] = await state.limiter.check(user.id)
     decision: Decision = memo["rate_limit"]
     if decision is Decision.WARN:
         await reply(update, context, answers.SLOW_DOWN, quote=is_group(message.chat))

@@ -4,6 +4,10 @@ A person over the limit is told to slow down once; further messages in the same 
 answer at all (a reply to each would itself be a flood), and none of them reaches the model or the
 database. Refused messages do not count against the window, so a person who pauses is answered
 again as soon as their oldest counted message falls out of it.
+
+`UserRateLimiter` is what handlers call; `SlidingWindowLimiter` keeps the windows in this process
+(one replica), `redis_rate_limit.RedisSlidingWindowLimiter` in Redis (shared by every replica).
+`shared_limits.build_limits` picks one.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from enum import Enum
+from typing import Protocol
 
 PRUNE_EVERY = 1000  # checks between sweeps of idle users
 
@@ -22,7 +27,15 @@ class Decision(Enum):
     DROP = "drop"  # over the limit and already told
 
 
+class UserRateLimiter(Protocol):
+    async def check(self, key: int) -> Decision:
+        """Count one message of `key` if the window has room; what to do with it."""
+        ...
+
+
 class SlidingWindowLimiter:
+    """The windows in this process's memory: for one replica, and while Redis is away."""
+
     def __init__(
         self,
         max_events: int,
@@ -36,8 +49,12 @@ class SlidingWindowLimiter:
         self._warned: set[int] = set()
         self._checks = 0
 
-    def check(self, key: int) -> Decision:
+    async def check(self, key: int) -> Decision:
         """Count one message of `key` if the window has room; what to do with it."""
+        return self.decide(key)
+
+    def decide(self, key: int) -> Decision:
+        """`check`, for callers without an event loop."""
         if self.max_events <= 0 or self.window_seconds <= 0:
             return Decision.ALLOW  # limiting turned off
         self._checks += 1

@@ -13,7 +13,7 @@ from bot.dialogue import DialogueService
 from bot.telegram.delivery import OutboxSender
 from bot.telegram.dispatcher import Dispatcher
 from bot.telegram.outage import OutageWatch
-from bot.telegram.rate_limit import SlidingWindowLimiter
+from bot.telegram.rate_limit import UserRateLimiter
 from config import TelegramSettings
 
 PLATFORM = "telegram"
@@ -23,7 +23,7 @@ _KEY = "chatbot"
 @dataclass
 class BotState:
     app: App
-    limiter: SlidingWindowLimiter
+    limiter: UserRateLimiter  # per person; shared by replicas through Redis, if configured
     admin: AdminService
     watch: OutageWatch  # is the database answering?
     dispatcher: Dispatcher  # inbox -> handlers

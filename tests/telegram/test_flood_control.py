@@ -13,6 +13,7 @@ from sqlalchemy import select
 from telegram.error import RetryAfter
 
 from bot.telegram.flood_control import ChatFloodLimiter, RetryPolicy
+from bot.telegram.flood_limits import LocalFloodLimits
 from storage.tables import OutboxMessage
 from tests.support.fake_telegram import updates as tg
 from tests.support.waiting import wait_until_async
@@ -52,14 +53,14 @@ async def _send(
 
 async def test_a_retry_after_pauses_that_chat_and_no_other() -> None:
     clock = Clock()
-    limiter = ChatFloodLimiter(overall_max_rate=0, group_max_rate=0, clock=clock)
+    limiter = ChatFloodLimiter(LocalFloodLimits(overall_max_rate=0, group_max_rate=0, clock=clock))
     calls: list[Any] = []
     call = _request(calls, [RetryAfter(20)])
 
     with pytest.raises(RetryAfter):
         await _send(limiter, call, 1, retries=0)  # the outbox's way: no waiting here
 
-    assert limiter.paused_for(1) == 20 and limiter.paused_for(2) == 0
+    assert await limiter.paused_for(1) == 20 and await limiter.paused_for(2) == 0
     assert await _send(limiter, call, 2, retries=0) is True  # another chat: at once
     with pytest.raises(RetryAfter):
         await _send(limiter, call, 1, retries=0)  # still paused: refused without a request
@@ -71,23 +72,24 @@ async def test_a_retry_after_pauses_that_chat_and_no_other() -> None:
 
 async def test_a_retry_after_without_a_chat_pauses_everything() -> None:
     clock = Clock()
-    limiter = ChatFloodLimiter(overall_max_rate=0, group_max_rate=0, clock=clock)
+    limiter = ChatFloodLimiter(LocalFloodLimits(overall_max_rate=0, group_max_rate=0, clock=clock))
     call = _request([], [RetryAfter(5)])
 
     with pytest.raises(RetryAfter):
         await _send(limiter, call, None, retries=0)
 
-    assert limiter.paused_for(None) == 5 and limiter.paused_for(7) == 5
+    assert await limiter.paused_for(None) == 5 and await limiter.paused_for(7) == 5
 
 
 async def test_with_retries_a_paused_request_waits_and_goes_while_others_go_at_once() -> None:
-    limiter = ChatFloodLimiter(overall_max_rate=0, group_max_rate=0, max_retries=1)
+    limits = LocalFloodLimits(overall_max_rate=0, group_max_rate=0)
+    limiter = ChatFloodLimiter(limits, max_retries=1)
     calls: list[Any] = []
     call = _request(calls, [RetryAfter(1)])
     started = time.monotonic()
 
     slowed = asyncio.create_task(_send(limiter, call, 1, retries=None))
-    await wait_until_async(lambda: limiter.paused_for(1) > 0, what="the first try refused")
+    await wait_until_async(lambda: limits.paused_seconds(1) > 0, what="the first try refused")
     assert await _send(limiter, call, 2, retries=None) is True  # while chat 1 waits
     other_done = time.monotonic() - started
     assert await slowed is True
@@ -97,7 +99,7 @@ async def test_with_retries_a_paused_request_waits_and_goes_while_others_go_at_o
 
 
 async def test_the_overall_rate_paces_every_chat() -> None:
-    limiter = ChatFloodLimiter(overall_max_rate=20, group_max_rate=0)
+    limiter = ChatFloodLimiter(LocalFloodLimits(overall_max_rate=20, group_max_rate=0))
     call = _request([], [])
     started = time.monotonic()
 

@@ -18,7 +18,7 @@ class Clock:
 def test_the_window_admits_n_then_warns_once_then_drops() -> None:
     limiter = SlidingWindowLimiter(3, 60.0, clock=Clock())
 
-    decisions = [limiter.check(1) for _ in range(6)]
+    decisions = [limiter.decide(1) for _ in range(6)]
 
     assert decisions == [Decision.ALLOW] * 3 + [Decision.WARN] + [Decision.DROP] * 2
 
@@ -26,38 +26,38 @@ def test_the_window_admits_n_then_warns_once_then_drops() -> None:
 def test_the_window_slides_and_refused_messages_do_not_count() -> None:
     clock = Clock()
     limiter = SlidingWindowLimiter(2, 60.0, clock=clock)
-    limiter.check(1)
+    limiter.decide(1)
     clock.now += 30
-    limiter.check(1)
-    assert limiter.check(1) is Decision.WARN
+    limiter.decide(1)
+    assert limiter.decide(1) is Decision.WARN
 
     clock.now += 30  # the first message leaves the window; the refused one never entered it
-    assert limiter.check(1) is Decision.ALLOW
-    assert limiter.check(1) is Decision.WARN  # a new burst is warned about again
+    assert limiter.decide(1) is Decision.ALLOW
+    assert limiter.decide(1) is Decision.WARN  # a new burst is warned about again
 
 
 def test_people_are_limited_separately_and_zero_turns_limiting_off() -> None:
     limiter = SlidingWindowLimiter(1, 60.0, clock=Clock())
-    assert [limiter.check(1), limiter.check(2), limiter.check(1)] == [
+    assert [limiter.decide(1), limiter.decide(2), limiter.decide(1)] == [
         Decision.ALLOW,
         Decision.ALLOW,
         Decision.WARN,
     ]
     off = SlidingWindowLimiter(0, 60.0, clock=Clock())
-    assert {off.check(1) for _ in range(100)} == {Decision.ALLOW}
+    assert {off.decide(1) for _ in range(100)} == {Decision.ALLOW}
 
 
 def test_idle_people_are_forgotten() -> None:
     clock = Clock()
     limiter = SlidingWindowLimiter(1, 10.0, clock=clock)
-    limiter.check(1)
+    limiter.decide(1)
     clock.now += 11
-    limiter.check(2)
+    limiter.decide(2)
 
     limiter.forget_idle()
 
-    assert limiter.check(1) is Decision.ALLOW
-    assert limiter.check(2) is Decision.WARN  # still inside its window: kept
+    assert limiter.decide(1) is Decision.ALLOW
+    assert limiter.decide(2) is Decision.WARN  # still inside its window: kept
 
 
 async def test_a_flood_gets_one_slow_down_and_only_admitted_messages_are_stored(

@@ -152,6 +152,7 @@ class TelegramSettings(BaseModel):
     # httpx's pool scans every connection on every request (measured: 64 vs 256 halves p95).
     concurrent_updates: int = Field(64, ge=1)
     typing_delay_seconds: float = Field(0.5, ge=0)  # "typing…" only for replies slower than this
+    export_cooldown_seconds: float = Field(600.0, ge=0)  # one /export per user per this; 0: off
 
     @field_validator("admin_ids", mode="before")
     @classmethod

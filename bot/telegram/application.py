@@ -30,7 +30,7 @@ from telegram.ext import (
 
 from bot.admin_service import AdminService
 from bot.app import App
-from bot.telegram import admin, feedback, forget, handlers, retrain_commands
+from bot.telegram import admin, export_command, feedback, forget, handlers, retrain_commands
 from bot.telegram.delivery import OutboxSender
 from bot.telegram.dispatcher import Dispatcher
 from bot.telegram.error_handler import on_error
@@ -49,6 +49,7 @@ PUBLIC_COMMANDS = (
     BotCommand("help", "what I can do"),
     BotCommand("reset", "start a new conversation"),
     BotCommand("forget", "delete everything stored about you"),
+    BotCommand("export", "get everything stored about you as a file"),
     BotCommand("optout", "never use my messages for training"),
     BotCommand("optin", "allow my messages for training again"),
 )
@@ -126,6 +127,7 @@ def add_handlers(application: Application) -> None:
         ("help", handlers.help_command),
         ("reset", handlers.reset),
         ("forget", forget.ask),
+        ("export", export_command.export),
         ("status", admin.status),
         ("stats", admin.stats),
         ("retrain", retrain_commands.retrain),

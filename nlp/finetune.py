@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,12 +76,14 @@ def grow_vocabulary(
     min_count: int,
     max_new: int,
     seed: int = 0,
+    allowed: Collection[str] | None = None,
 ) -> list[str]:
     """Append the frequent unseen words of `pairs` to the checkpoint's vocabulary and give the
     model a row for each (old rows untouched, new rows drawn from `seed`); returns the words
-    added, in id order."""
+    added, in id order. `allowed`: only these words may be added (None: any); the caller decides
+    which (retraining: words enough different people wrote)."""
     added = checkpoint.vocab.extend(
-        (s for p in pairs for s in (p.context, p.reply)), min_count, max_new
+        (s for p in pairs for s in (p.context, p.reply)), min_count, max_new, allowed=allowed
     )
     if added:
         with torch.random.fork_rng(devices=[]):

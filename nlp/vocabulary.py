@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
 from nlp.errors import CheckpointError
@@ -39,9 +39,18 @@ class Vocabulary:
         return cls(reserved + _frequent_words(sentences, set(reserved), min_count, limit))
 
     def extend(
-        self, sentences: Iterable[Sequence[str]], min_count: int = 1, max_new: int | None = None
+        self,
+        sentences: Iterable[Sequence[str]],
+        min_count: int = 1,
+        max_new: int | None = None,
+        *,
+        allowed: Collection[str] | None = None,
     ) -> list[str]:
-        """Append frequent unseen words; returns the words added (their ids follow the old ones)."""
+        """Append frequent unseen words (with `allowed`, only those of them it lists); returns
+        the words added (their ids follow the old ones)."""
+        if allowed is not None:
+            permitted = allowed  # a name the closure below sees as non-optional
+            sentences = ([tok for tok in s if tok in permitted] for s in sentences)
         added = _frequent_words(sentences, set(self.stoi), min_count, max_new)
         for word in added:
             self.stoi[word] = len(self.itos)

@@ -2,7 +2,8 @@
 
 `collect` tokenises and masks the logs' pairs with that model's text settings and keeps the
 replies its data recipe allows (longer ones are counted as `too_long`, so the held-out split
-holds only usable pairs); `split_heldout` sets aside the pairs the gate scores both models on.
+holds only usable pairs); `split_heldout` sets aside the pairs the gate scores both models on;
+`allowed_new_words` says which words the fine-tuned model's vocabulary may gain.
 """
 
 from __future__ import annotations
@@ -57,7 +58,16 @@ def collect(
         pairs.last_message_id,
         pairs.last_taught_pair_id,
         dict(Counter(p.kind for p in usable)),
+        pairs.word_users,
     )
+
+
+def allowed_new_words(pairs: LogPairs, min_users: int) -> list[str]:
+    """The words of `pairs` that at least `min_users` different people wrote: the only ones a
+    retraining may add to the vocabulary (`retrain.vocab_min_users`), so that no one person's
+    own words (a name, a secret, an address) get a row in a model anyone can talk to. Sorted,
+    so a job is the same for the same pairs."""
+    return sorted(word for word, people in pairs.word_users.items() if people >= min_users)
 
 
 def check_enough(pairs: LogPairs, settings: Settings, force: bool) -> None:

@@ -70,6 +70,9 @@ class WorkerJob(BaseModel):
     new_pair_repeats: int
     new_word_min_count: int
     max_new_words: int
+    # The only words the vocabulary may gain: those enough different people wrote
+    # (`collect.allowed_new_words`); a word of the pairs not listed stays `<unk>`.
+    allowed_new_words: list[str]
     training: TrainingSettings
     cpu_threads: int = 0  # 0: torch's default (data parallel on the CPU: the cores shared out)
     info: dict[str, str | int] = Field(default_factory=dict)  # recorded in the candidate

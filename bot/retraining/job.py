@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Literal
 
 from bot.retraining import gate, recovery, runs, versions
-from bot.retraining.collect import check_enough, collect, split_heldout
+from bot.retraining.collect import allowed_new_words, check_enough, collect, split_heldout
 from bot.retraining.contract import Distributed, TokenizedTurnsPair, WorkerJob
 from bot.retraining.pairs import LogPair, LogPairs
 from bot.retraining.process import WorkerFailed, run_worker
@@ -226,6 +226,7 @@ def _worker_job(settings: Settings, prepared: PreparedRun, work: Path) -> Worker
         new_pair_repeats=r.new_pair_repeats,
         new_word_min_count=r.new_word_min_count,
         max_new_words=r.max_new_words,
+        allowed_new_words=allowed_new_words(prepared.pairs, r.vocab_min_users),
         training=r.training,
         cpu_threads=r.cpu_threads,
         distributed=(

@@ -9,11 +9,17 @@ users are gone already). What the text says is decided here, in this order: ever
 normalised and tokenised with e-mail addresses, URLs and numbers masked; pairs with a blocklisted
 word or phrase in the context or the reply are dropped; exact duplicates (after masking) are
 collapsed to the first one.
+
+For the vocabulary rule (a word joins the model's vocabulary only when enough different people
+wrote it: `collect.allowed_new_words`), `LogPairs.word_users` counts, for every token, the people
+who wrote a text of a pair that was kept, or dropped only as a duplicate (the same pair written
+by several people is evidence that several people wrote it). The bot writes no words: its texts
+count for nobody; a taught pair counts for whoever taught it.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -21,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from bot.retraining.blocklist import Blocklist
 from nlp.text import TextProcessor
-from storage import exports
+from storage import authorship, exports
 from storage.exports import TrainingPair
 from storage.training_runs import RunInfo
 
@@ -54,6 +60,8 @@ class LogPairs:
     last_message_id: int | None  # watermarks to store with the run that trains on them
     last_taught_pair_id: int | None
     kinds: dict[str, int] = field(default_factory=dict)
+    # token -> how many different people wrote it in these pairs (see the module docstring)
+    word_users: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -84,6 +92,8 @@ def training_pairs_from_logs(
 
     texts = sorted({t for p in raw_pairs for t in (*p.context, p.reply)})
     tokens = dict(zip(texts, processor.tokenize_many(texts), strict=True))
+    authors = _Authors.of(session, raw_pairs)
+    writers: defaultdict[str, set[int]] = defaultdict(set)
     pairs: list[LogPair] = []
     seen: set[tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]] = set()
     for raw in raw_pairs:
@@ -95,6 +105,10 @@ def training_pairs_from_logs(
         if blocklist.blocks(reply) or any(blocklist.blocks(turn) for turn in context):
             dropped["blocklisted"] += 1
             continue
+        for text, author in authors.texts_of(raw):
+            if author is not None:
+                for token in tokens[text]:
+                    writers[token].add(author)
         if (context, reply) in seen:
             dropped["duplicate"] += 1
             continue
@@ -107,7 +121,40 @@ def training_pairs_from_logs(
         last_message_id=export.last_message_id,
         last_taught_pair_id=export.last_taught_pair_id,
         kinds=dict(Counter(p.kind for p in pairs)),
+        word_users={token: len(people) for token, people in writers.items()},
     )
+
+
+@dataclass(frozen=True)
+class _Authors:
+    """Who wrote the texts of some exported pairs (user ids; None: the bot, or nobody known)."""
+
+    messages: dict[int, int | None]
+    taught: dict[int, int | None]
+
+    @classmethod
+    def of(cls, session: Session, raw_pairs: list[TrainingPair]) -> _Authors:
+        message_ids = {
+            i
+            for p in raw_pairs
+            for i in (*p.context_message_ids, p.reply_message_id)
+            if i is not None
+        }
+        taught_ids = {p.taught_pair_id for p in raw_pairs if p.taught_pair_id is not None}
+        return cls(
+            authorship.message_authors(session, message_ids),
+            authorship.teachers(session, taught_ids),
+        )
+
+    def texts_of(self, pair: TrainingPair) -> list[tuple[str, int | None]]:
+        """Each text of `pair` with its author."""
+        if pair.taught_pair_id is not None:
+            teacher = self.taught.get(pair.taught_pair_id)
+            return [(text, teacher) for text in (*pair.context, pair.reply)]
+        texts = list(zip(pair.context, pair.context_message_ids, strict=False))
+        if pair.reply_message_id is not None:
+            texts.append((pair.reply, pair.reply_message_id))
+        return [(text, self.messages.get(message_id)) for text, message_id in texts]
 
 
 def _kind(pair: TrainingPair) -> str:

@@ -28,6 +28,13 @@ def test_extension_keeps_every_old_id() -> None:
     assert vocab.stoi["d"] == len(before)
 
 
+def test_an_extension_adds_only_allowed_words_however_frequent_the_others() -> None:
+    vocab = Vocabulary.build([["a"]], min_count=1)
+    added = vocab.extend([["secret", "secret", "secret", "b"], ["b", "a"]], allowed={"b", "a"})
+    assert added == ["b"]
+    assert "secret" not in vocab and vocab.encode(["secret"]) == [UNK_ID]
+
+
 def test_decode_stops_at_eos_and_drops_specials() -> None:
     vocab = Vocabulary.build([["a", "b"]])
     ids = [vocab.stoi["a"], UNK_ID, vocab.stoi["b"], EOS_ID, vocab.stoi["a"]]

@@ -46,6 +46,7 @@ def test_a_job_reaches_the_worker_with_its_settings_typed(tmp_path: Path) -> Non
         new_pair_repeats=2,
         new_word_min_count=1,
         max_new_words=10,
+        allowed_new_words=["fine"],
         training=TrainingSettings(max_epochs=3, learning_rate=5e-4, time_budget_minutes=30),
         info={"parent_version": "default", "retrain_run": 7},
     )

@@ -209,7 +209,9 @@ def test_kill_9_of_the_job_process_is_failed_at_the_next_start_and_the_next_run_
     )
     assert db.read(training_runs.get_run, orphan.id).status == "running"  # nobody told the db
     _assert_untouched(db, model_dir, tmp_path, history)
-    assert not (recovery.work_dir(settings, orphan.id) / JOB).exists()  # no pairs left behind
+    # No pairs left behind: the orphaned training process removed the whole scratch directory
+    # (job, log, checkpoints) before it exited, without waiting for the next start.
+    assert not recovery.work_dir(settings, orphan.id).exists()
 
     following = job.run_retrain(settings, db, trigger="test")
 

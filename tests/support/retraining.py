@@ -34,6 +34,7 @@ PATTERN = [
 ]
 ANN = UserRef("telegram", 501, "Ann")
 BOB = UserRef("telegram", 502, "Bob")
+CY = UserRef("telegram", 503, "Cy")
 
 
 def fast_retrain(base_corpus: Path, **overrides: Any) -> RetrainSettings:
@@ -87,14 +88,16 @@ def retrain_settings(
 
 
 def seed_pattern(db: Database, contexts: list[str] = PATTERN, first_group: int = 7000) -> None:
-    """Each question asked by Ann in a group of its own and answered by Bob."""
+    """Each question asked in a group of its own and answered by someone else: Ann, Bob and Cy
+    take turns at both (three people, so the pattern's new words may join the vocabulary:
+    `retrain.vocab_min_users`)."""
 
     def seed(session: Session) -> None:
-        ann, bob = get_or_create_user(session, ANN), get_or_create_user(session, BOB)
+        people = [get_or_create_user(session, person) for person in (ANN, BOB, CY)]
         for n, question in enumerate(contexts):
             chat = get_or_create_chat(session, ChatRef("telegram", -(first_group + n), "group"))
-            save_turn(session, chat_id=chat, user_id=ann, text=question)
-            save_turn(session, chat_id=chat, user_id=bob, text=PATTERN_REPLY)
+            save_turn(session, chat_id=chat, user_id=people[n % 3], text=question)
+            save_turn(session, chat_id=chat, user_id=people[(n + 1) % 3], text=PATTERN_REPLY)
 
     db.transact(seed)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.dialogue import DialogueService
+from bot.model_files import model_cache_dir
 from bot.model_slot import ModelSlot
 from config import Settings
 from storage import schema_revision
@@ -35,6 +36,7 @@ def build_app(settings: Settings, *, follow_registry: bool = True) -> App:
             settings.decoding,
             db if follow_registry else None,
             blocklist_path=settings.retrain.blocklist_path,
+            cache_dir=model_cache_dir(settings),
         )
     except BaseException:
         db.dispose()

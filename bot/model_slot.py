@@ -3,7 +3,9 @@
 `ModelSlot.current()` hands out one immutable `LoadedModel` (responder + version name). A batch of
 requests takes one snapshot, so every reply is made by exactly one version and is stored with its
 name. `refresh()` checks the registry and, when another version became active, loads it fully
-before swapping the reference (in-flight batches finish on the old one).
+before swapping the reference (in-flight batches finish on the old one). A version whose files are
+in the database is fetched into the local cache and verified by SHA-256 first (`bot.model_files`);
+one that fails the check is refused with one log line, and the current one keeps answering.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.model_files import ModelFiles, UnverifiedModelError
 from config import DecodingSettings
 from nlp.decoding_recipe import choose_decoding
 from nlp.responder import Responder
 from storage import model_versions
 from storage.database import Database
+from storage.model_versions import VersionInfo
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +43,15 @@ class ModelSlot:
         db: Database | None = None,
         check_every_s: float = 2.0,
         blocklist_path: Path | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
+        """`cache_dir`: where versions stored in the database are fetched to (None: they are
+        read from their registered directory, which only the host that trained them has)."""
         self.default_dir = Path(default_dir)
         self.decoding = decoding
         self.blocklist_path = blocklist_path
         self.db = db
+        self.files = ModelFiles(db, cache_dir, self.default_dir) if db is not None else None
         self.check_every_s = check_every_s
         self._lock = threading.Lock()
         self._last_check = 0.0
@@ -64,30 +74,40 @@ class ModelSlot:
         with self._lock:
             self._last_check = time.monotonic()
             active = self._active_in_registry()
-            if active is None or active[0] in (self._loaded.version, self._failed):
+            if active is None or active.name in (self._loaded.version, self._failed):
                 return False
-            name, path = active
             try:
-                loaded = LoadedModel(self._responder(path), name)
+                loaded = self._load(active)
+            except SQLAlchemyError:
+                raise  # the database, not the version, failed: tried again at the next check
+            except UnverifiedModelError as exc:  # one line: the reason says it all
+                log.error("refusing %s; still answering with %s", exc, self._loaded.version)
+                self._failed = active.name
+                return False
             except Exception:  # keep answering with the model we have
-                log.exception("could not load model version %s from %s", name, path)
-                self._failed = name
+                log.exception(
+                    "could not load model version %s from %s", active.name, active.checkpoint_path
+                )
+                self._failed = active.name
                 return False
             self._loaded = loaded
-            log.info("now answering with model version %s", name)
+            log.info("now answering with model version %s", active.name)
             return True
 
-    def _active_in_registry(self) -> tuple[str, Path] | None:
+    def _active_in_registry(self) -> VersionInfo | None:
         if self.db is None:
             return None
-        active = self.db.read(model_versions.get_active_version)
-        return None if active is None else (active.name, Path(active.checkpoint_path))
+        return self.db.read(model_versions.get_active_version)
+
+    def _load(self, version: VersionInfo) -> LoadedModel:
+        assert self.files is not None
+        return LoadedModel(self._responder(self.files.directory(version)), version.name)
 
     def _load_active(self) -> LoadedModel:
         self._last_check = time.monotonic()
         active = self._active_in_registry()
         if active is not None:
-            return LoadedModel(self._responder(active[1]), active[0])
+            return self._load(active)
         return LoadedModel(self._responder(self.default_dir), self.default_dir.name)
 
     def _responder(self, path: Path) -> Responder:

@@ -17,6 +17,7 @@ entry below them. Rolling back twice after A -> B -> C gives B, then A.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 from storage.database import execute_dml
 from storage.dialects import upsert_insert
 from storage.errors import DuplicateError, NoPreviousVersionError, NotFoundError
+from storage.model_files import store_files
 from storage.storable_text import check_storable
 from storage.tables import ModelActivation, ModelVersion, utcnow
 
@@ -67,8 +69,11 @@ def register_version(
     *,
     metrics: dict[str, Any] | None = None,
     parent: str | None = None,
+    files: Mapping[str, bytes] | None = None,
 ) -> VersionInfo:
-    """Add an inactive version; `parent` names the version it was fine-tuned from."""
+    """Add an inactive version; `parent` names the version it was fine-tuned from. `files`
+    (name -> content: its checkpoint directory) are stored with it, so that any host can serve
+    it; without them it is served from `checkpoint_path`, on the host that has that directory."""
     check_storable(name, field="version name")
     parent_id = get_version(session, parent).id if parent is not None else None
     inserted = session.execute(
@@ -86,6 +91,8 @@ def register_version(
     ).scalar()
     if inserted is None:
         raise DuplicateError(f"a model version named {name!r} exists already")
+    if files:
+        store_files(session, inserted, files)
     return _get_by_id(session, inserted)
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -370,6 +371,21 @@ class ModelActivation(Base):
     )
     activated_at: Mapped[datetime] = mapped_column(default=utcnow)
     rolled_back: Mapped[bool] = mapped_column(default=False)
+
+
+class ModelFile(Base):
+    """One file of a model version's checkpoint directory, stored with the version so that a
+    replica on any host can serve it (no shared disk): verified by `sha256` before it is used."""
+
+    __tablename__ = "model_files"
+
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class TrainingRun(Base):

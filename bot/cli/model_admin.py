@@ -7,7 +7,6 @@ answer with a few seconds later, without a restart.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from config import Settings
 from storage.database import Database
@@ -32,7 +31,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.model_command == "list":
             _list(db)
         elif args.model_command == "activate":
-            _activate(db, args.name)
+            _activate(db, args.name, settings)
         else:
             _rollback(db)
     finally:
@@ -61,12 +60,14 @@ def _list(db: Database) -> None:
         )
 
 
-def _activate(db: Database, name: str) -> None:
+def _activate(db: Database, name: str, settings: Settings) -> None:
+    from bot.retraining.versions import checkpoint_dir
     from nlp.checkpoint import read_config
     from storage import model_versions
 
     version = db.read(model_versions.get_version, name)
-    read_config(Path(version.checkpoint_path))  # never activate a missing or broken checkpoint
+    # Never activate a missing, broken or (stored in the database) unverified checkpoint.
+    read_config(checkpoint_dir(settings, db, version))
     db.transact(model_versions.activate_version, name)
     print(f"active model version: {name}")
 

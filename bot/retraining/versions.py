@@ -5,13 +5,17 @@
   has a parent and a rollback always has somewhere to go.
 - A promoted candidate gets a directory of its own under `settings.versions_dir`, never an
   existing one. The worker wrote it completely (atomically) into its work directory; it is moved
-  into place with one rename, and only then registered, activated and its run finished, all in
-  ONE database transaction. If that transaction fails, the directory is removed again: nothing
-  ever points at a half-written checkpoint, and an unregistered directory is never left behind.
+  into place with one rename, and only then registered (with its files, so that every replica on
+  any host can fetch it: `bot.model_files`), activated and its run finished, all in ONE database
+  transaction. If that transaction fails, the directory is removed again: nothing ever points at
+  a half-written checkpoint, and an unregistered directory is never left behind.
+- A version is used where it lies on this host (`checkpoint_dir`): version zero in this process's
+  shipped model directory, a version with stored files in the local cache, fetched and verified.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -21,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bot import model_files
 from bot.retraining.gate import Scores
 from bot.retraining.runs import RunMetrics
 from config import Settings
@@ -30,30 +35,38 @@ from storage.database import Database
 from storage.errors import NotFoundError
 from storage.model_versions import VersionInfo
 
-VERSION_ZERO = "default"
+VERSION_ZERO = model_files.VERSION_ZERO
 
 
 def ensure_active_version(settings: Settings, db: Database) -> VersionInfo:
-    """The active version; registers and activates version zero when none is active."""
+    """The active version, registering and activating version zero when none is active; its
+    `checkpoint_path` is where its checkpoint lies on this host (`checkpoint_dir`)."""
     with db.begin() as session:
         active = model_versions.get_active_version(session)
-        if active is not None:
-            return active
-        try:
-            zero = model_versions.get_version(session, VERSION_ZERO)
-        except NotFoundError:
-            directory = settings.model_dir.resolve()
-            read_config(directory)  # a missing or broken shipped model is an error here
-            zero = model_versions.register_version(
-                session, VERSION_ZERO, str(directory), metrics=_checkpoint_metrics(directory)
-            )
-        return model_versions.activate_version(session, zero.name)
+        if active is None:
+            try:
+                zero = model_versions.get_version(session, VERSION_ZERO)
+            except NotFoundError:
+                directory = settings.model_dir.resolve()
+                read_config(directory)  # a missing or broken shipped model is an error here
+                zero = model_versions.register_version(
+                    session, VERSION_ZERO, str(directory), metrics=_checkpoint_metrics(directory)
+                )
+            active = model_versions.activate_version(session, zero.name)
+    return dataclasses.replace(active, checkpoint_path=str(checkpoint_dir(settings, db, active)))
+
+
+def checkpoint_dir(settings: Settings, db: Database, version: VersionInfo) -> Path:
+    """Where `version`'s checkpoint lies on this host: fetched from the database into the local
+    cache and verified when its files are stored there (raises `UnverifiedModelError`)."""
+    files = model_files.ModelFiles(db, model_files.model_cache_dir(settings), settings.model_dir)
+    return files.directory(version)
 
 
 def active_checkpoint_dir(settings: Settings, db: Database) -> Path:
     """The directory the bot answers with: the active version's, else `settings.model_dir`."""
     active = db.read(model_versions.get_active_version)
-    return Path(active.checkpoint_path) if active is not None else settings.model_dir
+    return checkpoint_dir(settings, db, active) if active is not None else settings.model_dir
 
 
 def _checkpoint_metrics(directory: Path) -> dict[str, Any] | None:
@@ -95,7 +108,7 @@ def promote(
         raise FileExistsError(f"version directory {target} exists already")
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staged, target)
-    _fsync_dir(target.parent)
+    model_files.fsync_dir(target.parent)
     name = target.name
 
     def register(session: Session) -> VersionInfo:
@@ -105,6 +118,7 @@ def promote(
             str(target.resolve()),
             metrics={**scores.as_dict(), "parent": parent, "run": run_id},
             parent=parent,
+            files=files,
         )
         training_runs.finish_run(
             session,
@@ -119,6 +133,7 @@ def promote(
         return model_versions.activate_version(session, name)
 
     try:
+        files = model_files.read_checkpoint_files(target)
         return db.transact(register)
     except BaseException:
         if not _registered(db, name):
@@ -134,17 +149,3 @@ def _registered(db: Database, name: str) -> bool:
     except Exception:  # the database is unreachable: keep the directory, it is harmless
         return True
     return True
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable before the database points at the new directory."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

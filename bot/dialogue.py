@@ -282,8 +282,7 @@ class DialogueService:
         chat_id = conversations.find_chat(session, msg.platform, msg.chat_id)
         if k <= 0 or chat_id is None:
             return []
-        start = context_starts.context_start(session, chat_id)
-        return [t.text for t in conversations.recent_context(session, chat_id, k) if t.id > start]
+        return context_starts.context_texts(session, chat_id, k)
 
     def _lock_for(self, platform: str, chat_id: str | int) -> asyncio.Lock:
         key = _key(platform, chat_id)

@@ -1,4 +1,5 @@
-"""Where each chat's context starts after a /reset (`chat_context_starts`).
+"""Where each chat's context starts after a /reset (`chat_context_starts`), and the context
+from there.
 
 In the database, not in a process: a reset made through one replica holds in every other one and
 after a restart. A chat that was never reset has no row; its context starts at its first message.
@@ -30,6 +31,25 @@ def reset_context(session: Session, chat_id: int) -> int:
         )
     )
     return after
+
+
+def context_texts(session: Session, chat_id: int, k: int) -> list[str]:
+    """The texts of the chat's last `k` messages after its context start, oldest first: what the
+    model reads. One query (the start is a subquery), as many as reading the messages alone."""
+    if k <= 0:
+        return []
+    start = (
+        select(ChatContextStart.after_message_id)
+        .where(ChatContextStart.chat_id == chat_id)
+        .scalar_subquery()
+    )
+    newest_first = session.scalars(
+        select(Message.text)
+        .where(Message.chat_id == chat_id, Message.id > func.coalesce(start, NO_RESET))
+        .order_by(Message.id.desc())
+        .limit(k)
+    ).all()
+    return list(reversed(newest_first))
 
 
 def context_start(session: Session, chat_id: int) -> int:

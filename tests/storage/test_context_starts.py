@@ -53,3 +53,18 @@ def test_deleting_a_chat_deletes_its_context_start(database: Database) -> None:
     with database.begin() as session:  # the id may come back (SQLite): no stale start with it
         session.add(Chat(id=saved.chat_id, platform="console", external_id="new", kind="private"))
     assert database.read(context_starts.context_start, saved.chat_id) == NO_RESET
+
+
+def test_the_context_is_the_last_k_messages_after_the_start(database: Database) -> None:
+    first = _exchange(database, "c")
+    _exchange(database, "c")  # q, a, q, a
+    _exchange(database, "other")
+    assert database.read(context_starts.context_texts, first.chat_id, 3) == ["a", "q", "a"]
+    assert database.read(context_starts.context_texts, first.chat_id, 0) == []
+    with database.begin() as session:
+        context_starts.reset_context(session, first.chat_id)
+    assert database.read(context_starts.context_texts, first.chat_id, 3) == []
+    with database.begin() as session:
+        save_exchange(session, ChatRef("console", "c"), UserRef("console", "u"), "new", "reply")
+    assert database.read(context_starts.context_texts, first.chat_id, 3) == ["new", "reply"]
+    assert database.read(context_starts.context_texts, first.chat_id, 1) == ["reply"]

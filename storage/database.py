@@ -114,6 +114,8 @@ def _create_sqlite_engine(url: URL, storage: StorageSettings) -> Engine:
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # Deleted rows (a /forget) are overwritten, not left readable in the file's free space.
+            cursor.execute("PRAGMA secure_delete=ON")
         finally:
             cursor.close()
 

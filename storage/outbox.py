@@ -204,8 +204,9 @@ def delivered(
     now: datetime | None = None,
 ) -> None:
     """The platform took the message (its id for it: `external_id`). The stored bot message it
-    carried (`message_id`) learns that id, so a "reply to" it maps back. The text is dropped from
-    the outbox: the stored message keeps it, and /forget reaches it there."""
+    carried (`message_id`) learns that id, so a "reply to" it maps back. The text, the buttons
+    and the chat are dropped from the outbox: the stored message keeps what is needed, and
+    /forget reaches it there (the row stays only to recognise its `dedupe_key`)."""
     session.execute(
         update(_outbox)
         .where(_outbox.c.id == outbox_id)
@@ -213,6 +214,8 @@ def delivered(
             status=DeliveryStatus.DONE.value,
             external_id=str(external_id),
             text="",
+            reply_markup=None,
+            chat_key="",
             claimed_by=None,
             locked_until=None,
             finished_at=now or utcnow(),
@@ -250,6 +253,8 @@ def delivered_all(
             status=DeliveryStatus.DONE.value,
             external_id=bindparam("sent_as"),
             text="",
+            reply_markup=None,
+            chat_key="",
             claimed_by=None,
             locked_until=None,
             finished_at=now,

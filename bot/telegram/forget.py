@@ -1,5 +1,5 @@
 """/forget: ask first (inline Yes/No), then delete everything stored about the person and say
-how much went.
+how much went, and what happens to models already trained on their messages.
 
 The buttons name the user who asked (`forget:yes:<user id>`): in a group only that person's press
 counts, so nobody can erase someone else. After an answer the buttons are removed, which makes a
@@ -69,7 +69,7 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 def done_text(result: ForgetResult) -> str:
     counts = [
         _plural(result.messages, "message"),
-        _plural(result.bot_replies, "reply", "replies") + " of mine",
+        _plural(result.bot_replies + result.other_chat_messages, "reply", "replies") + " of mine",
         _plural(result.feedback, "rating"),
     ]
     if result.taught_pairs:

@@ -7,12 +7,14 @@ from typing import Any
 import pytest
 from sqlalchemy import or_, select
 
-from storage import feedback, privacy, teaching
+from storage import feedback, outbox, privacy, teaching
 from storage.conversations import ChatRef, UserRef, save_exchange, save_turn
 from storage.database import Database
 from storage.errors import NotFoundError
 from storage.exports import iter_user_history
-from storage.tables import Chat, Feedback, Message, TaughtPair, User
+from storage.handled_commands import claim_command
+from storage.outbox import OutgoingMessage
+from storage.tables import Chat, Feedback, HandledCommand, Message, OutboxMessage, TaughtPair, User
 
 GROUP = ChatRef("telegram", -42, "group", "Book club")
 ALICE = UserRef("telegram", 1, "Alice")
@@ -142,3 +144,32 @@ def test_opting_out_is_recorded(database: Database, group_chat: dict[str, int]) 
         assert not privacy.is_opted_out(session, group_chat["bob"])
     with pytest.raises(NotFoundError), database.begin() as session:
         privacy.set_opted_out(session, 123_456)
+
+
+def test_forgetting_a_user_removes_their_private_chat_and_what_was_recorded_or_queued_for_it(
+    database: Database,
+) -> None:
+    alices_chat = ChatRef("telegram", 1, "private")  # a private chat is keyed by the person's id
+    asks_alice = {"inline_keyboard": [[{"text": "Yes", "callback_data": "forget:yes:1"}]]}
+    votes = {"inline_keyboard": [[{"text": "👍", "callback_data": "fb:1:1"}]]}
+    with database.begin() as session:
+        alice = save_exchange(session, alices_chat, ALICE, "alice private", "bot to alice")
+        bob = save_exchange(session, GROUP, BOB, "bob one", "bot to bob")
+        claim_command(session, "telegram", 1, 77)  # /help in her chat
+        claim_command(session, "telegram", -42, 78)  # someone's command in the group
+        outbox.enqueue(session, OutgoingMessage("telegram", 1, "queued for alice"))
+        outbox.enqueue(
+            session, OutgoingMessage("telegram", -42, "Forget?", reply_markup=asks_alice)
+        )
+        kept = outbox.enqueue(session, OutgoingMessage("telegram", -42, "hi", reply_markup=votes))
+
+    with database.begin() as session:
+        result = privacy.forget_user(session, alice.user_id)
+
+    assert (result.chats, result.handled_commands, result.outbox_messages) == (1, 1, 2)
+    with database.session() as session:
+        assert session.get(Chat, alice.chat_id) is None
+        assert session.get(Chat, bob.chat_id) is not None
+        assert _rows(session, Message, Message.chat_id == alice.chat_id) == []
+        assert [c.chat_external_id for c in session.scalars(select(HandledCommand))] == ["-42"]
+        assert [m.id for m in session.scalars(select(OutboxMessage))] == [kept]

@@ -1,9 +1,23 @@
-"""/forget: asks with inline buttons, then deletes that person's rows only and says how many."""
+"""/forget: asks with inline buttons, then deletes that person's rows only and says how many;
+afterwards no table and no file of the data directory holds their id, their name or a word of
+theirs."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import MetaData, select
+
 from bot.telegram import phrases
+from tests.support.fake_telegram import updates as tg
 from tests.telegram.harness import ANN, BOB, GROUP, Harness, buttons
+
+# A person whose id, name and one word of theirs occur nowhere else (so a search finds only them).
+ZED = tg.user(731_905_528, "Quorvath")
+UNIQUE_WORD = "zixnobbler"
 
 
 async def _chat(bot: Harness, person: dict, text: str, replies: int) -> dict:
@@ -45,7 +59,10 @@ async def test_forget_yes_deletes_that_persons_rows_only_and_reports_counts(bot:
     [*_, done] = await bot.fake.wait_for_message(ANN["id"], 4)
     await bot.settle()
 
-    assert done["text"] == (
+    assert done["text"] == phrases.FORGET_DONE.format(
+        counts="2 messages, 2 replies of mine, 1 rating"
+    )
+    assert done["text"].startswith(
         "Done. Deleted 2 messages, 2 replies of mine, 1 rating and your user record."
     )
     assert bot.turns(ANN["id"]) == []
@@ -78,3 +95,74 @@ async def test_forget_with_nothing_stored_says_so(bot: Harness) -> None:
     [_, done] = await bot.fake.wait_for_message(ANN["id"], 2)
 
     assert done["text"] == phrases.FORGET_NOTHING
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_after_forget_no_table_or_data_file_holds_their_id_name_or_words(
+    bot: Harness, backend: str
+) -> None:
+    # Zed talks in private (a rated reply, a command) and in a group where Bob talks too.
+    reply = await _chat(bot, ZED, f"my cat is called {UNIQUE_WORD}", 1)
+    bot.fake.press(ZED, reply, buttons(reply)[0]["callback_data"])
+    await bot.fake.wait_for("answerCallbackQuery")
+    await _chat(bot, ZED, "/help", 2)
+    bot.fake.say(ZED, f"@tiny_test_bot {UNIQUE_WORD} says hi", chat=GROUP)
+    await bot.fake.wait_for_message(GROUP["id"], 1)
+    bot.fake.say(BOB, "@tiny_test_bot hello", chat=GROUP)
+    await bot.fake.wait_for_message(GROUP["id"], 2)
+    await bot.settle()
+    needles = [UNIQUE_WORD, str(ZED["id"]), ZED["first_name"]]
+    assert {n for n, _ in _found_in_tables(bot, needles)} == set(needles)  # the search works
+    if backend == "sqlite":
+        assert UNIQUE_WORD in {n for n, _ in _found_in_files(bot.app.settings.data_dir, needles)}
+
+    question = await _chat(bot, ZED, "/forget", 3)
+    bot.fake.press(ZED, question, buttons(question)[0]["callback_data"])
+    [*_, done] = await bot.fake.wait_for_message(ZED["id"], 4)
+    await bot.settle()
+
+    assert done["text"].startswith("Done. Deleted 2 messages, 2 replies of mine, 1 rating")
+    assert _found_in_tables(bot, needles) == []
+    assert len(bot.turns(GROUP["id"])) == 2  # Bob's message and the reply to him stay
+    if backend == "sqlite":  # PostgreSQL's files are the server's, not in the data directory
+        # Their words are gone from the files too. Their id and name are not, yet: the button
+        # press that confirmed and the answer to it were written after the deletion (and the
+        # outbox needs the id to send it); later writes overwrite those pages of the files.
+        found = _found_in_files(bot.app.settings.data_dir, needles)
+        assert [needle for needle, _ in found if needle == UNIQUE_WORD] == []
+
+
+def _found_in_tables(bot: Harness, needles: list[str]) -> list[tuple[str, str]]:
+    """(needle, table.column) for every value of every table (read from the database itself,
+    so tables added later are searched too) whose text holds a needle."""
+    engine = bot.app.db.engine
+    tables = MetaData()
+    tables.reflect(bind=engine)
+    found = []
+    with engine.connect() as connection:
+        for table in tables.sorted_tables:
+            for row in connection.execute(select(table)):
+                for column, value in zip(table.columns, row, strict=True):
+                    text = _as_text(value)
+                    found += [(n, f"{table.name}.{column.name}") for n in needles if n in text]
+    return found
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("latin-1")
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else str(value)
+
+
+def _found_in_files(directory: Path, needles: list[str]) -> list[tuple[str, str]]:
+    """(needle, file) for every file under `directory` whose bytes hold a needle."""
+    return [
+        (needle, str(path.relative_to(directory)))
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+        for needle in needles
+        if needle.encode() in path.read_bytes()
+    ]

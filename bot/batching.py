@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from bot.model_slot import LoadedModel, ModelSlot
+from bot.observability import metrics
 from nlp.responder import Context, Reply
 
 
@@ -88,4 +89,7 @@ class MicroBatcher:
 def _generate(models: ModelSlot, contexts: list[Context]) -> tuple[LoadedModel, list[Reply]]:
     """In the worker thread: one model snapshot (a registry check may load a new one) per batch."""
     model = models.refresh_if_due()
-    return model, model.responder.generate(contexts)
+    with metrics.DECODE_SECONDS.time():
+        replies = model.responder.generate(contexts)
+    metrics.BATCH_SIZE.observe(len(contexts))
+    return model, replies

@@ -20,6 +20,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from bot.observability import metrics
 from storage.leader_lock import LeaderLock
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Leadership:
         """Campaign in the background: the first attempt is made at once."""
         if self._thread is not None:
             raise RuntimeError("this leadership is already campaigning")
+        metrics.leading(self.role, False)  # standing by until elected
         self._thread = threading.Thread(target=self._campaign, name=f"{self.role}-campaign")
         self._thread.start()
 
@@ -93,6 +95,7 @@ class Leadership:
             return
         log.info("%s: leading (holding the %s)", self.role, self.lock.description)
         self._standing_by = False
+        metrics.leading(self.role, True)
         self.elected.set()
         try:
             self.on_elected()
@@ -109,6 +112,7 @@ class Leadership:
 
     def _step_down(self, why: str) -> None:
         self.elected.clear()
+        metrics.leading(self.role, False)
         if why == "stopping":
             log.info("%s: standing down (stopping)", self.role)
         else:

@@ -152,6 +152,10 @@ class TelegramSettings(BaseModel):
     # httpx's pool scans every connection on every request (measured: 64 vs 256 halves p95).
     concurrent_updates: int = Field(64, ge=1)
     typing_delay_seconds: float = Field(0.5, ge=0)  # "typing…" only for replies slower than this
+    # /metrics, /healthz, /readyz on a listener of their own (`--metrics-port`; the only way to
+    # reach them in polling mode; the webhook server serves them too). None: no listener.
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_listen: str = "127.0.0.1"
     export_cooldown_seconds: float = Field(600.0, ge=0)  # one /export per user per this; 0: off
 
     @field_validator("admin_ids", mode="before")
@@ -190,9 +194,6 @@ class RetrainSettings(BaseModel):
     new_pair_repeats: int = Field(2, ge=1)
     new_word_min_count: int = Field(2, ge=1)  # a new word needs this many uses to get a row
     max_new_words: int = Field(2000, ge=0)
-    # ... and this many different people who wrote it (CHATBOT_RETRAIN__VOCAB_MIN_USERS): no
-    # one person's own words (a name, a secret) get into a model's vocabulary.
-    vocab_min_users: int = Field(3, ge=1)
     # How the worker trains (env CHATBOT_RETRAIN__TRAINING__LEARNING_RATE, ...). Fields not given
     # keep the fine-tuning defaults (_FINE_TUNING), not those of training from scratch.
     training: TrainingSettings = Field(default_factory=lambda: TrainingSettings(**_FINE_TUNING))
@@ -221,6 +222,9 @@ class RetrainSettings(BaseModel):
     nnodes: int = Field(1, ge=1)
     rdzv_endpoint: str | None = None  # host:port, needed with nnodes > 1
     rdzv_id: str = "chatbot-retrain"  # the same on every node of a run
+    # `chatbot scheduler`: /metrics (leader or standby, the last run) on this port; None: none.
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_listen: str = "127.0.0.1"
 
     @model_validator(mode="after")
     def _roles_fit(self) -> RetrainSettings:
@@ -325,6 +329,11 @@ class Settings(BaseSettings):
     model_dir: Path = REPO_ROOT / "models" / "default"
     database_url: str | None = None
     log_level: str = "INFO"
+    # "json": one JSON object per log line (time, level, logger, message, update_id, a salted
+    # hash of the chat id, model version, latency). The salt: log_salt, or one generated and
+    # stored in data_dir/log-salt (set log_salt alike on every replica).
+    log_format: Literal["text", "json"] = "text"
+    log_salt: SecretStr | None = None
     # Redis (CHATBOT_REDIS_URL, e.g. redis://127.0.0.1:6379/0): the Telegram rate limits are then
     # shared by every replica; unset, each process keeps its own. Keys start with the prefix
     # (CHATBOT_REDIS_KEY_PREFIX) and the bot's id, so bots and tests sharing a server don't mix.

@@ -53,13 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Progress of long jobs (training) is logged at INFO; a chat is for people: warnings only.
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else getattr(args, "log_level", logging.WARNING),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.DEBUG if args.verbose else getattr(args, "log_level", logging.WARNING)
     settings: Settings | None = None
     try:
         settings = _load_settings()
+        _configure_logging(level, settings)
         return int(args.run(args, settings) or 0)
     except USER_ERRORS as exc:
         print(f"chatbot {args.command}: error: {one_line(exc)}", file=sys.stderr)
@@ -80,6 +78,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def _configure_logging(level: int, settings: Settings) -> None:
+    """Text or JSON lines (`CHATBOT_LOG_FORMAT`); JSON lines hash chat ids with the deployment's
+    salt, made and stored on first use unless `CHATBOT_LOG_SALT` gives it."""
+    from bot.observability import log_setup
+
+    salt = None
+    if settings.log_format == "json":
+        configured = settings.log_salt.get_secret_value() if settings.log_salt else None
+        salt = log_setup.deployment_salt(configured, settings.data_dir)
+    log_setup.configure(level, settings.log_format, salt)
 
 
 def _load_settings() -> Settings:

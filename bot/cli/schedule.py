@@ -5,7 +5,8 @@ scheduler role (`bot.roles`): run as many as you like; one leads and runs the sc
 retention, the others stand by and take over within `retrain.leader_poll_seconds` when it dies.
 `chatbot telegram` takes the role too with SQLite (see `retrain.run_scheduler`). Cron
 expressions have 5 fields (minute hour day month weekday) and are read in `retrain.timezone`
-(UTC by default).
+(UTC by default). `--metrics-port` (CHATBOT_RETRAIN__METRICS_PORT) serves the role's metrics
+(`chatbot_leader`, `chatbot_retrain_runs_total`, the last run's time and outcome) at /metrics.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import signal
 import threading
 
+from bot.cli import arguments
 from bot.cli.errors import CliError
 from config import Settings
 from storage.database import Database
@@ -39,6 +41,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "until SIGINT/SIGTERM; results go to the admins on Telegram when a token is configured. "
         "Any number may run: one leads (a PostgreSQL advisory lock; with SQLite a lock file), "
         "the others stand by and take over when it dies.",
+    )
+    standalone.add_argument(
+        "--metrics-port",
+        type=arguments.port,
+        metavar="N",
+        help="serve Prometheus metrics at /metrics on this port (default: "
+        "CHATBOT_RETRAIN__METRICS_PORT; none)",
+    )
+    standalone.add_argument(
+        "--metrics-listen",
+        metavar="HOST",
+        help="address of that listener (default: CHATBOT_RETRAIN__METRICS_LISTEN, 127.0.0.1)",
     )
     standalone.set_defaults(run=run_scheduler, log_level=logging.INFO)
 
@@ -86,6 +100,22 @@ def _when(moment: object) -> str:
 
 
 def run_scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.observability.metrics_server import MetricsServer
+
+    port = args.metrics_port if args.metrics_port is not None else settings.retrain.metrics_port
+    listen = args.metrics_listen or settings.retrain.metrics_listen
+    try:
+        metrics_server = None if port is None else MetricsServer.start(listen, port)
+    except OSError as exc:  # socket.gaierror (an unknown host) is one too
+        raise CliError(f"cannot listen on {listen}:{port}: {exc.strerror or exc}") from None
+    try:
+        return _run_role(settings)
+    finally:
+        if metrics_server is not None:
+            metrics_server.stop()
+
+
+def _run_role(settings: Settings) -> int:
     from bot.roles import SchedulerRole
 
     db = _open(settings)

@@ -4,7 +4,8 @@ The token comes from `CHATBOT_TELEGRAM_TOKEN` (environment or `.env`) and nowher
 line argument would show in `ps` and shell history. Missing or malformed, it is one line on
 stderr and exit 2, never echoed. A database that does not answer or takes no writes (read-only)
 is one line and exit 2 too: the bot stores every update before it confirms it. Both modes stop
-cleanly on SIGINT and SIGTERM (exit 0).
+cleanly on SIGINT and SIGTERM (exit 0). `/metrics`, `/healthz` and `/readyz` are served on the
+webhook port, and on `--metrics-port` (CHATBOT_TELEGRAM__METRICS_PORT) in either mode.
 """
 
 from __future__ import annotations
@@ -60,6 +61,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"webhook secret Telegram must send (default: {SECRET_ENV}; prefer the variable, "
         "an argument shows in `ps`)",
     )
+    p.add_argument(
+        "--metrics-port",
+        type=arguments.port,
+        metavar="N",
+        help="serve /metrics, /healthz and /readyz on this port (default: "
+        "CHATBOT_TELEGRAM__METRICS_PORT; none: only the webhook server serves them)",
+    )
+    p.add_argument(
+        "--metrics-listen",
+        metavar="HOST",
+        help="address of that listener (default: CHATBOT_TELEGRAM__METRICS_LISTEN, 127.0.0.1)",
+    )
     p.set_defaults(run=run, log_level=logging.INFO)
 
 
@@ -68,12 +81,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     token = checked_token(settings)
     webhook = webhook_config(args, settings)
+    status = status_address(args, settings)
+    if status is not None:
+        if webhook is not None and status[1] == webhook.port:
+            raise CliError("--metrics-port must differ from the webhook port (which serves them)")
+        _check_can_listen(*status)
     redactor = redaction.install([token, webhook.secret_token if webhook else ""])
 
     from bot.app import build_app
 
     app = build_app(settings)
-    return asyncio.run(_serve(app, webhook, redactor))
+    return asyncio.run(_serve(app, webhook, redactor, status))
+
+
+def status_address(args: argparse.Namespace, settings: Settings) -> tuple[str, int] | None:
+    """Where the metrics/health listener listens (`--metrics-port` or the setting), if at all."""
+    port = args.metrics_port if args.metrics_port is not None else settings.telegram.metrics_port
+    if port is None:
+        return None
+    return (args.metrics_listen or settings.telegram.metrics_listen, port)
 
 
 def checked_token(settings: Settings) -> str:
@@ -90,7 +116,8 @@ def checked_token(settings: Settings) -> str:
 
 
 def webhook_config(args: argparse.Namespace, settings: Settings) -> WebhookConfig | None:
-    from bot.telegram.webhook import HEALTH_PATH, SECRET_TOKEN_FORMAT, WebhookConfig
+    from bot.observability.endpoints import PATHS
+    from bot.telegram.webhook import SECRET_TOKEN_FORMAT, WebhookConfig
 
     if not args.webhook_url:
         return None
@@ -104,8 +131,10 @@ def webhook_config(args: argparse.Namespace, settings: Settings) -> WebhookConfi
     if not SECRET_TOKEN_FORMAT.match(secret):
         raise CliError("the webhook secret token must be 1-256 characters A-Z, a-z, 0-9, _ or -")
     config = WebhookConfig(args.webhook_url, secret, args.listen, args.port, args.url_path)
-    if config.route == HEALTH_PATH:
-        raise CliError(f"the webhook path cannot be {HEALTH_PATH} (health checks): use --url-path")
+    if config.route in PATHS:
+        raise CliError(
+            f"the webhook path cannot be {config.route} (metrics and health checks): use --url-path"
+        )
     _check_can_listen(config.listen, config.port)
     return config
 
@@ -123,7 +152,12 @@ def _check_can_listen(host: str, port: int) -> None:
         sock.close()
 
 
-async def _serve(app: App, webhook: WebhookConfig | None, redactor: RedactSecrets) -> int:
+async def _serve(
+    app: App,
+    webhook: WebhookConfig | None,
+    redactor: RedactSecrets,
+    status: tuple[str, int] | None = None,
+) -> int:
     from telegram.error import InvalidToken, TelegramError
 
     from bot.retraining.scheduler import RetrainScheduler
@@ -162,7 +196,8 @@ async def _serve(app: App, webhook: WebhookConfig | None, redactor: RedactSecret
                 app.settings.retrain.run_scheduler,
                 app.db.dialect,
             )
-        async with running(application, webhook):
+        listen, port = status if status is not None else ("127.0.0.1", None)
+        async with running(application, webhook, status_port=port, status_listen=listen):
             await stop.wait()
             log.info("stopping: finishing the updates in progress")
             await asyncio.to_thread(stop_retraining)

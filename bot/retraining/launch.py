@@ -18,6 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
+from bot.observability import log_setup
 from bot.retraining.contract import LaunchFailure
 from bot.retraining.worker import exit_when_orphaned
 
@@ -40,9 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("job", nargs="?", type=Path, help="WORK_DIR/job.json (the main node)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    log_setup.configure(logging.INFO)
     if args.exit_with_parent:  # the ranks in turn exit when this launcher is gone
         threading.Thread(
             target=exit_when_orphaned, args=(os.getppid(),), daemon=True, name="orphan-watch"

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from bot.observability import metrics
 from bot.retraining import recovery, report
 from bot.retraining.errors import NotEnoughPairsError
 from bot.retraining.job import PreparedRun, RetrainOutcome, complete_retrain, start_retrain
@@ -43,7 +44,9 @@ class RetrainService:
 
     def complete(self, prepared: PreparedRun) -> RetrainOutcome:
         """Train, gate, promote or reject (blocking, minutes); cancelled by `close()`."""
-        return complete_retrain(self.settings, self.db, prepared, cancel=self._cancel)
+        outcome = complete_retrain(self.settings, self.db, prepared, cancel=self._cancel)
+        metrics.retrain_finished(outcome.status)
+        return outcome
 
     def run_scheduled(self) -> str:
         """A scheduled run, start to end; the admins are told the result. Returns that text."""
@@ -51,9 +54,11 @@ class RetrainService:
             prepared = self.start("schedule")
         except (TrainingRunInProgressError, NotEnoughPairsError) as exc:
             text = report.skipped_text(str(exc))
+            metrics.retrain_finished("skipped")
         except Exception as exc:  # configuration, database: the admins must hear of it
             log.exception("scheduled retraining could not start")
             text = report.skipped_text(f"it could not start: {type(exc).__name__}: {exc}")
+            metrics.retrain_finished("skipped")
         else:
             text = report.outcome_text(self.complete(prepared))
         log.info("%s", text.splitlines()[0])

@@ -37,6 +37,8 @@ from telegram.error import (
 )
 from telegram.ext import ExtBot
 
+from bot.observability import metrics
+from bot.observability.update_context import TRACKER
 from bot.telegram.flood_control import NO_WAITING, retry_after_seconds
 from bot.telegram.leases import LeaseKeeper
 from bot.telegram.outage import OutageWatch
@@ -212,19 +214,23 @@ class OutboxSender:
                 if index < len(pieces) - 1:
                     await self._record(outbox.record_progress, row.id, index + 1)
         except RetryAfter as exc:
+            metrics.bot_api_error("sendMessage", exc)
             seconds = retry_after_seconds(exc)
             log.info("chat %s: flood control, next try in %.0f s", row.chat_key, seconds)
             await self._retry_later(row, seconds, f"flood control: {exc}", failed_attempt=False)
             return
         except (BadRequest, Forbidden, ChatMigrated) as exc:
+            metrics.bot_api_error("sendMessage", exc)
             level = logging.INFO if isinstance(exc, Forbidden) else logging.WARNING
             log.log(level, "chat %s refused a message for good: %s; given up", row.chat_key, exc)
             await self._record(outbox.give_up, row.id, f"{type(exc).__name__}: {exc}")
             return
         except TelegramError as exc:  # 5xx, timeouts, garbage, network: may pass
+            metrics.bot_api_error("sendMessage", exc)
             await self._failed(row, exc)
             return
         assert sent is not None  # a text has at least one piece
+        TRACKER.reply_sent(row.message_id)
         self._delivered[row.id] = outbox.Delivery(row.id, sent.message_id, row.message_id)
 
     async def _failed(self, row: ClaimedMessage, error: TelegramError) -> None:
@@ -254,6 +260,7 @@ class OutboxSender:
     async def _retry_later(
         self, row: ClaimedMessage, seconds: float, error: str, *, failed_attempt: bool = True
     ) -> None:
+        metrics.BOT_API_RETRIES.labels("sendMessage").inc()
         at = datetime.now(UTC) + timedelta(seconds=seconds)
         await self._record(outbox.retry_later, row.id, at, error, failed_attempt=failed_attempt)
         asyncio.get_running_loop().call_later(seconds, self.wake)

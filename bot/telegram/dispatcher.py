@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from telegram import Update
 from telegram.ext import Application
 
+from bot.observability.update_context import TRACKER
 from bot.telegram.leases import LeaseKeeper
 from bot.telegram.outage import OutageWatch
 from config import TelegramSettings
@@ -241,6 +242,7 @@ class Dispatcher:
     async def _process(self, row: ClaimedUpdate) -> str | None:
         """Run the handlers until they got through without a database outage; the reason the
         update was given up, or None."""
+        TRACKER.handling(row.update_id, row.payload)  # log lines name the update from here on
         if row.attempts > self.settings.update_max_attempts:
             log.warning(
                 "update %s was claimed %d times without being handled (a process died on it "

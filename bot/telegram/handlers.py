@@ -17,6 +17,7 @@ from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot import answers
 from bot.dialogue import Incoming, storable
+from bot.observability import outcomes
 from bot.telegram import phrases
 from bot.telegram.groups import chat_kind, is_addressed, is_group, without_mention
 from bot.telegram.outgoing import reply, reply_route
@@ -39,6 +40,7 @@ async def drop_redelivered_command(update: Update, context: ContextTypes.DEFAULT
         memo["first_delivery"] = await state.service.first_delivery(
             PLATFORM, message.chat.id, message.message_id
         )
+        outcomes.command_delivery(memo["first_delivery"])
     if not memo["first_delivery"]:
         raise ApplicationHandlerStop
 
@@ -87,7 +89,10 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     text = without_mention(message, context.bot) if is_group(message.chat) else message.text
     async with typing(context.bot, message.chat.id, state.settings.typing_delay_seconds):
         # Stored with the reply queued (or, delivered before, the reply still owed queued).
-        await state.service.respond(incoming(message, user, text), reply_route(update, message))
+        answer = await state.service.respond(
+            incoming(message, user, text), reply_route(update, message)
+        )
+    outcomes.answered(answer)
     state.sender.wake()
 
 
@@ -130,6 +135,7 @@ async def _admitted(
     memo = state.dispatcher.memo(update)  # handled again after an outage: counted once
     if "rate_limit" not in memo:
         memo["rate_limit"] = await state.limiter.check(user.id)
+        outcomes.rate_limit_decision(memo["rate_limit"])
     decision: Decision = memo["rate_limit"]
     if decision is Decision.WARN:
         await reply(update, context, answers.SLOW_DOWN, quote=is_group(message.chat))

@@ -18,6 +18,8 @@ import logging
 from telegram import Bot, Update
 from telegram.error import Conflict, InvalidToken, TelegramError
 
+from bot.observability import metrics
+from bot.observability.update_context import TRACKER
 from bot.telegram.dispatcher import Dispatcher, received
 from bot.telegram.outage import OutageWatch
 from bot.telegram.update_batches import read_batch
@@ -93,9 +95,12 @@ class Poller:
                     read_timeout=self.poll_timeout + self.read_timeout,
                     allowed_updates=Update.ALL_TYPES,
                 )
-            except InvalidToken:
+            except InvalidToken as exc:
+                metrics.bot_api_error("getUpdates", exc)
                 raise
             except TelegramError as exc:  # timeouts, 5xx, a Conflict with another poller
+                metrics.bot_api_error("getUpdates", exc)
+                metrics.BOT_API_RETRIES.labels("getUpdates").inc()
                 pause = min(FIRST_RETRY_SECONDS * 2**failures, MAX_RETRY_SECONDS)
                 level = logging.ERROR if isinstance(exc, Conflict) else logging.WARNING
                 log.log(level, "getUpdates failed: %s (retrying in %.0f s)", exc, pause)
@@ -105,8 +110,9 @@ class Poller:
             failures = 0
             if batch.updates:
                 # Stored, or we keep trying: the batch is confirmed only by the next offset.
-                await self.watch.until_done(
-                    functools.partial(self.dispatcher.accept, [received(u) for u in batch.updates])
-                )
+                stored = [received(u) for u in batch.updates]
+                TRACKER.arrived(stored)
+                await self.watch.until_done(functools.partial(self.dispatcher.accept, stored))
+                TRACKER.stored(stored)
             if batch.next_offset is not None:  # also past the updates nobody can read
                 self.offset = batch.next_offset

@@ -8,6 +8,9 @@ updates (the polling loop, or the webhook server). Leaving it stops taking updat
 updates in progress finish and the messages in progress go out (up to `shutdown_grace_seconds`
 each), gives the leases of whatever is left back for the next process, and closes the HTTP
 clients. Nothing stored is lost on the way: what was not handled or sent is in the database.
+
+`/metrics`, `/healthz` and `/readyz` are served by the webhook server, and on `status_port`
+(`--metrics-port`) by a listener of their own: in polling mode the only way to reach them.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from dataclasses import dataclass
 from telegram import Update
 from telegram.ext import Application
 
+from bot.observability.endpoints import Status, StatusListener
 from bot.telegram.application import publish_commands
 from bot.telegram.delivery import OutboxSender
 from bot.telegram.dispatcher import Dispatcher
 from bot.telegram.housekeeping import prune_periodically
 from bot.telegram.polling import Poller
 from bot.telegram.state import BotState, bot_state_of
+from bot.telegram.status import bot_status, polling_source
 from bot.telegram.webhook import WebhookConfig, WebhookServer
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,7 @@ class RunningBot:
     application: Application
     webhook: WebhookServer | None  # None in polling mode
     poller: Poller | None  # None in webhook mode
+    status_listener: StatusListener | None = None  # with a status port
 
     @property
     def state(self) -> BotState:
@@ -53,10 +59,15 @@ class RunningBot:
 
 @asynccontextmanager
 async def running(
-    application: Application, webhook: WebhookConfig | None = None
+    application: Application,
+    webhook: WebhookConfig | None = None,
+    *,
+    status_port: int | None = None,
+    status_listen: str = "127.0.0.1",
 ) -> AsyncIterator[RunningBot]:
     """Run `application` until the block ends. `getMe` runs first, so a token Telegram refuses
-    fails here (`telegram.error.InvalidToken`) before anything else starts."""
+    fails here (`telegram.error.InvalidToken`) before anything else starts. With `status_port`
+    (0: any free port), `/metrics`, `/healthz` and `/readyz` are served there too."""
     state = bot_state_of(application)
     settings = state.settings
     grace = settings.shutdown_grace_seconds
@@ -74,10 +85,18 @@ async def running(
         ]
         try:
             server, poller = await _start_source(application, state, webhook)
+            listener: StatusListener | None = None
             try:
+                if status_port is not None:
+                    listener = StatusListener(
+                        _status(application, server, poller), status_listen, status_port
+                    )
+                    await listener.start()
                 async with _ends_if_polling_ends(poller):
-                    yield RunningBot(application, server, poller)
+                    yield RunningBot(application, server, poller, listener)
             finally:
+                if listener is not None:
+                    await listener.stop()
                 if server is not None:
                     await server.stop()
                 if poller is not None:
@@ -127,6 +146,15 @@ async def _ends_if_polling_ends(poller: Poller | None) -> AsyncIterator[None]:
     if failed:  # it failed as the block was ending anyway
         block.uncancel()
         raise failed[0]
+
+
+def _status(
+    application: Application, server: WebhookServer | None, poller: Poller | None
+) -> Status:
+    if server is not None:
+        return server.status
+    assert poller is not None
+    return bot_status(application, "polling", polling_source(poller))
 
 
 async def _start_source(

@@ -1,4 +1,5 @@
-"""Webhook mode: a small HTTP server Telegram posts updates to, plus `GET /healthz`.
+"""Webhook mode: a small HTTP server Telegram posts updates to, plus `GET /metrics`, `/healthz`
+and `/readyz` (`bot.observability.endpoints`).
 
 Our own server (PTB's `updater=None` recipe) rather than `run_webhook`, because PTB's has no
 health endpoint. Tornado, because PTB's `webhooks` extra brings it. Every POST must carry the
@@ -32,13 +33,15 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application as TornadoApplication
 from tornado.web import RequestHandler
 
+from bot.observability.endpoints import PATHS, routes
+from bot.observability.update_context import TRACKER
 from bot.telegram.dispatcher import Dispatcher, received
+from bot.telegram.status import bot_status
 from storage.faults import is_transient
 
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-HEALTH_PATH = "/healthz"
 # What Telegram accepts as a secret token: 1-256 characters A-Z, a-z, 0-9, _ and -.
 SECRET_TOKEN_FORMAT = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 MAX_BODY_BYTES = 1 << 20
@@ -120,15 +123,16 @@ class WebhookServer:
         self._server: HTTPServer | None = None
         self._started = time.monotonic()
         self.refusals = ThrottledWarnings(log, config.warn_every_seconds)
+        self.status = bot_status(application, "webhook", self.not_accepting)
 
     async def start(self) -> None:
-        if self.config.route == HEALTH_PATH:
-            raise ValueError(f"the webhook path cannot be {HEALTH_PATH}")
-        routes: list[Any] = [
-            (HEALTH_PATH, _HealthHandler, {"server": self}),
+        if self.config.route in PATHS:
+            raise ValueError(f"the webhook path cannot be {self.config.route}")
+        handlers: list[Any] = [
+            *routes(self.status, health=self.health),
             (re.escape(self.config.route), _UpdateHandler, {"server": self}),
         ]
-        tornado_app = TornadoApplication(routes, log_function=self._log_request)
+        tornado_app = TornadoApplication(handlers, log_function=self._log_request)
         self._server = HTTPServer(tornado_app, max_body_size=MAX_BODY_BYTES)
         sockets = bind_sockets(self.config.port, self.config.listen)
         self._server.add_sockets(sockets)
@@ -147,6 +151,8 @@ class WebhookServer:
         warnings, and one the handler reported itself (a refusal, a 503 while the database is
         down: the outage watch logs that once) is not logged twice."""
         status, request = handler.get_status(), handler.request
+        if request.path in PATHS and status != 500:  # probes every few seconds; 503 is an answer
+            return
         summary = f"{request.method} {request.uri} ({request.remote_ip})"
         took_ms = 1000.0 * request.request_time()
         if status < 400:
@@ -163,12 +169,20 @@ class WebhookServer:
         return offered is not None and hmac.compare_digest(offered.encode(), expected)
 
     def health(self) -> dict[str, Any]:
+        """`/healthz` answers 200 while the process lives; this says more."""
         return {
             "status": "ok" if self.application.running else "stopping",
-            "mode": "webhook",
             "database": "down" if self.dispatcher.watch.down else "up",
             "uptime_s": round(time.monotonic() - self._started, 1),
         }
+
+    def not_accepting(self) -> str | None:
+        """None while updates are taken; else why not (for `/readyz`)."""
+        if self._server is None:
+            return "the webhook server is not listening"
+        if not self.application.running:
+            return "the bot is stopping"
+        return None
 
 
 class _UpdateHandler(RequestHandler):
@@ -190,11 +204,15 @@ class _UpdateHandler(RequestHandler):
         try:
             payload = json.loads(self.request.body)
             update = Update.de_json(payload, self.server.application.bot)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            if type(update.update_id) is not int:  # the library takes "x", 1.5 or true
+                raise TypeError(f"update_id {update.update_id!r} is not a whole number")
+        except Exception as exc:  # whatever JSON or the library cannot read (e.g. OverflowError)
             self._refuse(400, "webhook request with a body that is not an update: %s", exc)
             return
+        stored = [received(update, payload)]
+        TRACKER.arrived(stored)
         try:
-            await self.server.dispatcher.accept([received(update, payload)])
+            await self.server.dispatcher.accept(stored)
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -204,19 +222,10 @@ class _UpdateHandler(RequestHandler):
             self.set_header("Retry-After", "1")
             self.finish()
             return
+        TRACKER.stored(stored)
         self.set_status(200)
 
     def _refuse(self, status: int, message: str, *args: object) -> None:
         self.server.refusals.warning(message, *args)
         self.reported = True
         self.send_error(status)
-
-
-class _HealthHandler(RequestHandler):
-    def initialize(self, server: WebhookServer) -> None:
-        self.server = server
-
-    def get(self) -> None:
-        health = self.server.health()
-        self.set_status(200 if health["status"] == "ok" else 503)
-        self.write(health)

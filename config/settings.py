@@ -95,7 +95,9 @@ class DecodingSettings(BaseModel):
     no_repeat_ngram: int = Field(3, ge=0)  # 0 disables
     min_length: int = Field(1, ge=0)  # every strategy: tokens before <eos> is allowed
     max_length: int = Field(20, ge=1)
-    temperature: float = Field(0.8, gt=0)  # sample and rerank
+    # sample and rerank; bounded: 0.01 is all but greedy and 100 all but uniform, while beyond
+    # them the logits divided by it overflow float32 (a traceback deep in sampling).
+    temperature: float = Field(0.8, ge=0.01, le=100)
     top_k: int = Field(0, ge=0)
     top_p: float = Field(0.9, gt=0, le=1)
     # rerank's score: mean log p(reply | context) per token + rerank_length_weight * tokens
@@ -135,8 +137,6 @@ class TelegramSettings(BaseModel):
     flood_messages_per_second: float = Field(30.0, ge=0)  # outgoing, whole bot; 0 turns it off
     flood_group_messages_per_minute: float = Field(20.0, ge=0)  # outgoing, per group; 0: off
     flood_max_retries: int = Field(3, ge=0)  # retries after a 429 RetryAfter
-    # Unused since the outbox: a reply is retried until it is delivered or refused for good.
-    send_retries: int = Field(2, ge=0)
     send_retry_delay_seconds: float = Field(0.5, ge=0)  # doubled after each failed send
     send_retry_max_delay_seconds: float = Field(60.0, ge=0)  # ... up to this
     send_give_up_after_seconds: float = Field(86400.0, gt=0)  # an undeliverable reply, given up
@@ -272,6 +272,8 @@ _RENAMED: dict[tuple[str, str], str] = {
 _REMOVED: dict[tuple[str, str], str] = {
     ("dialogue", "context_turns"): "the number of context turns is now the active model's own "
     "(from its data recipe)",
+    ("telegram", "send_retries"): "a message is sent until it is delivered or refused for good, "
+    "or given up after CHATBOT_TELEGRAM__SEND_GIVE_UP_AFTER_SECONDS",
 }
 
 

@@ -169,13 +169,15 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--length-weight", type=arguments.finite_float, dest="rerank_length_weight")
     p.add_argument("--top-p", type=arguments.finite_float)
     p.add_argument("--top-k", type=int)
-    p.add_argument("--temperature", type=arguments.finite_float)
+    p.add_argument(
+        "--temperature", type=arguments.finite_float, help="sample and rerank: 0.01 to 100"
+    )
     p.add_argument("--max-length", type=int, help="longest reply in tokens")
     p.add_argument(
         "--mmi",
         type=Path,
         metavar="REVERSE_DIR",
-        help="rerank beam candidates with this reverse model (MMI-bidi)",
+        help="rerank candidates with this reverse model (MMI-bidi; chatbot train --reverse)",
     )
     p.add_argument("--mmi-weight", type=arguments.finite_float)
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantisation (CPU)")

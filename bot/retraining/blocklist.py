@@ -22,11 +22,15 @@ class Blocklist:
 
     @classmethod
     def load(cls, path: Path, processor: TextProcessor) -> Blocklist:
-        """One entry per line; blank lines and `#` comments are ignored."""
+        """One entry per line; blank lines and `#` comments are ignored. A file that cannot be
+        read (missing, a directory, not UTF-8) is a `RetrainError` naming it, in one line."""
         try:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise RetrainError(f"cannot read the blocklist {path}: not UTF-8 text") from None
         except OSError as exc:
-            raise RetrainError(f"cannot read the blocklist {path}: {exc.strerror}") from exc
+            reason = exc.strerror or str(exc)
+            raise RetrainError(f"cannot read the blocklist {path}: {reason}") from None
         entries = [line.split("#", 1)[0].strip() for line in lines]
         return cls.of(processor.tokenize_many([e for e in entries if e]))
 

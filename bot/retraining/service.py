@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from bot.observability import metrics
 from bot.retraining import recovery, report
-from bot.retraining.errors import NotEnoughPairsError
+from bot.retraining.errors import NotEnoughPairsError, RetrainError
 from bot.retraining.job import PreparedRun, RetrainOutcome, complete_retrain, start_retrain
 from bot.retraining.notify import notify_admins
 from config import Settings
@@ -54,6 +54,10 @@ class RetrainService:
             prepared = self.start("schedule")
         except (TrainingRunInProgressError, NotEnoughPairsError) as exc:
             text = report.skipped_text(str(exc))
+            metrics.retrain_finished("skipped")
+        except RetrainError as exc:  # e.g. an unreadable blocklist: its one line says which
+            log.error("scheduled retraining could not start: %s", exc)
+            text = report.skipped_text(f"it could not start: {exc}")
             metrics.retrain_finished("skipped")
         except Exception as exc:  # configuration, database: the admins must hear of it
             log.exception("scheduled retraining could not start")

@@ -15,6 +15,7 @@ import torch
 
 from nlp.checkpoint import load_checkpoint
 from nlp.datasets import EncodedPair, collate
+from nlp.errors import CheckpointError
 from nlp.search.hypothesis import Hypothesis
 from nlp.seq2seq import Seq2Seq
 from nlp.vocabulary import UNK_ID, Vocabulary
@@ -29,7 +30,14 @@ class ReverseModel:
 
     @classmethod
     def load(cls, directory: Path, forward_vocab: Vocabulary, device: torch.device) -> ReverseModel:
+        """The reverse model in `directory`; `CheckpointError` when its recipe says it is not
+        one (a forward model would score p(reply | context) twice and rerank nothing)."""
         checkpoint = load_checkpoint(directory, device)
+        if checkpoint.recipe.direction != "reverse":
+            raise CheckpointError(
+                f"{directory} is a {checkpoint.recipe.direction} model; MMI needs a reverse "
+                "model (trained with chatbot train --reverse)"
+            )
         stoi = checkpoint.vocab.stoi
         return cls(checkpoint.model, [stoi.get(tok, UNK_ID) for tok in forward_vocab.itos])
 

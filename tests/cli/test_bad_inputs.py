@@ -144,6 +144,27 @@ CASES: list[Any] = [
     pytest.param(lambda p: (_reply(p, "--temperature", "nan"), {}, "finite"), id="t-nan"),
     pytest.param(lambda p: (_reply(p, "--temperature", "-1"), {}, "temperature"), id="t-neg"),
     pytest.param(lambda p: (_reply(p, "--mmi-weight", "nan"), {}, "finite"), id="mmi-weight-nan"),
+    # A finite temperature can still overflow the logits divided by it: 0.01..100 only.
+    pytest.param(
+        lambda p: (_reply(p, "--sample", "--temperature", "1e-300"), {}, "temperature"),
+        id="t-tiny",
+    ),
+    pytest.param(
+        lambda p: (_reply(p, "--rerank", "4", "--temperature", "1e300"), {}, "temperature"),
+        id="t-huge",
+    ),
+    pytest.param(
+        lambda p: (_eval(p, p.model, "--sample", "--temperature", "1e-300"), {}, "temperature"),
+        id="eval-t-tiny",
+    ),
+    pytest.param(
+        lambda p: (["chat", "--model", str(p.model), "--temperature", "1e300"], {}, "temperature"),
+        id="chat-t-huge",
+    ),
+    pytest.param(
+        lambda p: (_reply(p, "--rerank", "4", "--mmi", str(p.model)), {}, "reverse model"),
+        id="mmi-forward-model",
+    ),
     pytest.param(
         lambda p: (
             _eval(
@@ -184,6 +205,14 @@ CASES: list[Any] = [
             "blocklist",
         ),
         id="chat-retrain-blocklist-missing",
+    ),
+    pytest.param(
+        lambda p: (
+            ["retrain", "--force"],
+            p.migrated(CHATBOT_RETRAIN__BLOCKLIST_PATH=str(p.file("r.txt", b"\xff\xfe\x00"))),
+            "not UTF-8",
+        ),
+        id="retrain-blocklist-binary",
     ),
     # ---- checkpoints: refused before anything is allocated ---------------------------------
     pytest.param(

@@ -36,6 +36,18 @@ def test_reply_prints_one_reply_per_text(
     assert (code, out) == (0, "Hi there!\n")
 
 
+@pytest.mark.parametrize("temperature", ["0.01", "100"])
+def test_sampling_at_either_end_of_the_temperature_range_replies(
+    capsys: pytest.CaptureFixture[str], tiny_model_dir: Path, temperature: str
+) -> None:
+    for strategy in (["--sample"], ["--rerank", "4"]):
+        code, out, err = _run(
+            capsys, "reply", str(tiny_model_dir), "hello", *strategy, "--temperature", temperature
+        )
+        assert (code, err) == (0, "")
+        assert len(out.splitlines()) == 1
+
+
 def test_eval_prints_and_writes_metrics(
     capsys: pytest.CaptureFixture[str], tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -102,3 +102,26 @@ def test_retraining_needs_a_time_budget(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("CHATBOT_RETRAIN__TRAINING__TIME_BUDGET_MINUTES", "0")
     with pytest.raises(ValueError, match="time_budget_minutes must be a positive number"):
         Settings()
+
+
+def test_send_retries_is_ignored_with_one_warning_saying_why(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("CHATBOT_TELEGRAM__SEND_RETRIES", "5")
+    with caplog.at_level(logging.WARNING, logger="config.settings"):
+        settings = Settings()
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("CHATBOT_TELEGRAM__SEND_RETRIES is ignored: ")
+    assert "until it is delivered" in warning
+    assert "send_retries" not in type(settings.telegram).model_fields
+
+
+def test_the_vocabulary_rule_is_read_from_its_documented_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().retrain.vocab_min_users == 3
+    monkeypatch.setenv("CHATBOT_RETRAIN__VOCAB_MIN_USERS", "5")
+    assert Settings().retrain.vocab_min_users == 5
+    monkeypatch.setenv("CHATBOT_RETRAIN__VOCAB_MIN_USERS", "0")
+    with pytest.raises(ValueError, match="vocab_min_users"):
+        Settings()

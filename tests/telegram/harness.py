@@ -26,7 +26,7 @@ ADMIN = tg.user(ADMIN_ID, "Ada")
 GROUP = tg.group_chat(-1001, "Friends")
 # Quick retries; "typing…" at once, so that every reply shows it (the tests that are about the
 # delay set their own).
-TEST_TELEGRAM = {"send_retries": 2, "send_retry_delay_seconds": 0.01, "typing_delay_seconds": 0}
+TEST_TELEGRAM = {"send_retry_delay_seconds": 0.01, "typing_delay_seconds": 0}
 
 
 @dataclass

@@ -74,6 +74,40 @@ async def test_a_body_that_is_not_an_update_is_a_bad_request(start_bot) -> None:
         assert response.status == 400
 
 
+NOT_UPDATES = [
+    "null",
+    "[]",
+    '"an update"',
+    "5",
+    '{"update_id": "x"}',
+    '{"update_id": 1, "message": "nope"}',
+    # a date no datetime holds: OverflowError (not a ValueError) deep in the library's parsing
+    '{"update_id": 2, "message": {"message_id": 1, "date": 1e300, "chat": {"id": 1, '
+    '"type": "private"}}}',
+]
+
+
+async def test_json_that_is_not_an_update_is_a_bad_request_with_one_quiet_log_line(
+    start_bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with start_bot(webhook=_config()) as bot, aiohttp.ClientSession() as session:
+        for body in NOT_UPDATES:
+            headers = {SECRET_HEADER: SECRET, "Content-Type": "application/json"}
+            async with session.post(_local(bot), data=body, headers=headers) as response:
+                assert response.status == 400, body
+        hello = {"message": bot.fake.new_message(tg.private_chat(ANN), ANN, text="hello")}
+        assert await bot.fake.deliver_to_webhook(hello, url=_local(bot)) == 200
+        [reply] = await bot.fake.wait_for_message(ANN["id"])
+
+    assert reply["text"] == "Hi there!"  # the bot goes on
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage().split(":")[0] for r in loud] == [
+        "webhook request with a body that is not an update"
+    ]
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback
+
+
 async def test_the_health_endpoint_reports_a_running_bot(start_bot) -> None:
     async with start_bot(webhook=_config()) as bot:
         async with (

@@ -194,6 +194,9 @@ class RetrainSettings(BaseModel):
     new_pair_repeats: int = Field(2, ge=1)
     new_word_min_count: int = Field(2, ge=1)  # a new word needs this many uses to get a row
     max_new_words: int = Field(2000, ge=0)
+    # ... and this many different people who wrote it (CHATBOT_RETRAIN__VOCAB_MIN_USERS): no
+    # one person's own words (a name, a secret) get into a model's vocabulary.
+    vocab_min_users: int = Field(3, ge=1)
     # How the worker trains (env CHATBOT_RETRAIN__TRAINING__LEARNING_RATE, ...). Fields not given
     # keep the fine-tuning defaults (_FINE_TUNING), not those of training from scratch.
     training: TrainingSettings = Field(default_factory=lambda: TrainingSettings(**_FINE_TUNING))

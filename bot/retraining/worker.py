@@ -10,7 +10,8 @@ perplexities on the held-out sets; written last, atomically) and `worker.log`. I
 the database or any other directory, so killing it at any moment (`kill -9`, the parent's time
 limit) can only leave an unfinished WORK_DIR behind, which the parent removes (or, if the parent
 died too, `recovery` at the next start). If the parent process dies, the worker notices within a
-second and exits.
+second, removes WORK_DIR (the pairs are in its log and checkpoints learned from them, and nobody
+else would remove it before the next run starts) and exits.
 
 Data parallel: the main rank (the first rank that was given the job file, so on the node that
 started the run) reads the job and prepares everything as a single worker would, then sends the
@@ -26,9 +27,11 @@ import argparse
 import logging
 import math
 import os
+import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,9 +105,18 @@ def run(job: WorkerJob) -> WorkerResult:
     return _finish(job, prepared, trained, device)
 
 
-def run_rank(job_file: Path | None, device_name: str) -> WorkerResult | None:
+@dataclass
+class Scratch:
+    """The run's work directory, once this process knows it (from its job)."""
+
+    path: Path | None = None
+
+
+def run_rank(
+    job_file: Path | None, device_name: str, scratch: Scratch | None = None
+) -> WorkerResult | None:
     """One rank of a data-parallel run (see the module docstring); the result on the main
-    rank, None on the others."""
+    rank, None on the others. The main rank records the work directory in `scratch`."""
     import torch
 
     from nlp.distributed import DataParallel
@@ -120,6 +132,8 @@ def run_rank(job_file: Path | None, device_name: str) -> WorkerResult | None:
             assert job_file is not None
             job = WorkerJob.load(job_file)
             job_file.unlink()  # people's pairs: on disk no longer than it takes to read them
+            if scratch is not None:
+                scratch.path = job.work_dir
             WorkerStatus(phase="loading", rank_pids=pids).save(job.work_dir)
             prepared = _prepare(job)
         shared = _share(dp, job, prepared)
@@ -218,7 +232,12 @@ def _prepare(job: WorkerJob) -> _Prepared:
     if not new_train or not heldout:
         raise ValueError("the job needs training and held-out pairs within the length limit")
     added = grow_vocabulary(
-        parent, new_train, job.new_word_min_count, job.max_new_words, seed=training.seed
+        parent,
+        new_train,
+        job.new_word_min_count,
+        job.max_new_words,
+        seed=training.seed,
+        allowed=frozenset(job.allowed_new_words),
     )
     train = new_train * job.new_pair_repeats + base.train_sample
     info = {
@@ -302,13 +321,23 @@ def _finish(
     return result
 
 
-def exit_when_orphaned(parent_pid: int) -> None:
+def exit_when_orphaned(parent_pid: int, scratch: Callable[[], Path | None] = lambda: None) -> None:
     """The parent (bot, CLI, scheduler; for a rank, its launcher) owns the run: without it
-    nobody would promote or record the result, so training on would only burn CPU."""
+    nobody would promote or record the result, so training on would only burn CPU. The work
+    directory `scratch()` names (if any yet) goes first: it holds what people wrote (the log's
+    sample replies, checkpoints trained on their pairs), and its owner is gone."""
     while True:
         if os.getppid() != parent_pid:
+            _remove(scratch())
             os._exit(EXIT_PARENT_GONE)
         time.sleep(1.0)
+
+
+def _remove(work: Path | None) -> None:
+    for _ in range(3):  # again if the training thread wrote a file into it meanwhile
+        if work is None or not work.exists():
+            return
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,18 +349,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.job is None and not args.rank:
         parser.error("the job file is missing")
     log_setup.configure(logging.INFO)
+    scratch = Scratch()
     threading.Thread(
-        target=exit_when_orphaned, args=(os.getppid(),), daemon=True, name="orphan-watch"
+        target=exit_when_orphaned,
+        args=(os.getppid(), lambda: scratch.path),
+        daemon=True,
+        name="orphan-watch",
     ).start()
     if args.rank:
         from torch.distributed.elastic.multiprocessing.errors import record
 
         # `record` writes an exception to the launcher's error file: the run's error says it.
-        record(run_rank)(args.job, args.device)
+        record(run_rank)(args.job, args.device, scratch)
         return 0
     job_file = Path(args.job)
     job = WorkerJob.load(job_file)
     job_file.unlink()  # people's pairs: on disk no longer than it takes to read them
+    scratch.path = job.work_dir
     run(job)
     return 0
 

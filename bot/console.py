@@ -29,7 +29,7 @@ HELP = """Type a message and press Enter. Commands:
   /reset             start a new conversation (the model forgets the context)
   /history           show the last messages of this chat
   /optout            keep your messages out of retraining (/optin undoes it)
-  /export [csv]      save everything stored about you to a file (JSON Lines or CSV)
+  /export [csv]      save your messages and the bot's replies to a file (JSON Lines or CSV)
   /teach A => B      teach a reply: when someone says A, answer B (from the next retraining)
   /retrain [force]   retrain on the new chat logs now
   /rollback          go back to the previous model version

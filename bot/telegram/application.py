@@ -49,7 +49,7 @@ PUBLIC_COMMANDS = (
     BotCommand("help", "what I can do"),
     BotCommand("reset", "start a new conversation"),
     BotCommand("forget", "delete everything stored about you"),
-    BotCommand("export", "get everything stored about you as a file"),
+    BotCommand("export", "your messages and my replies, as a file"),
     BotCommand("optout", "never use my messages for training"),
     BotCommand("optin", "allow my messages for training again"),
 )

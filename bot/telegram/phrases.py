@@ -18,7 +18,7 @@ HELP = (
     "/help - this list\n"
     "/reset - start a new conversation (I stop using the earlier messages as context)\n"
     "/forget - delete everything stored about you (asks first)\n"
-    "/export [csv] - get everything stored about you as a file (JSON Lines or CSV)\n"
+    "/export [csv] - your messages and my replies to them, as a file (JSON Lines or CSV)\n"
     "/optout - keep your messages out of my training (/optin undoes it)"
 )
 ADMIN_HELP = (

@@ -1,5 +1,6 @@
-"""What the bot answers to /status, /stats, /teach, /rollback, /retrain, /optout and /optin, on
-every front end: the fixed phrases, and the texts built from the services' typed results.
+"""What the bot answers to /status, /stats, /teach, /rollback, /retrain, /optout, /optin and
+/forget, on every front end: the fixed phrases, and the texts built from the services' typed
+results.
 
 One place, so the console and Telegram say the same thing about the same result.
 """
@@ -18,6 +19,7 @@ from bot.admin_service import (
     TeachResult,
 )
 from bot.retraining.report import run_text
+from storage.privacy import ForgetResult
 from storage.stats import Counts
 
 RETRAIN_STARTED = (
@@ -43,7 +45,45 @@ OPTOUT_DONE = (
 )
 OPTIN_DONE = "Thanks! Your messages may help train me again (masked: no e-mails, links, numbers)."
 
+# True to bot.retraining: promoting a version never deletes the earlier ones (rollback needs
+# them), each retraining fine-tunes the active model, and a word joins the vocabulary only when
+# `retrain.vocab_min_users` people wrote it (collect.allowed_new_words).
+FORGET_MODELS = (
+    "Models already trained on your messages are not changed: I keep earlier versions (an admin "
+    "can go back to one) and each retraining starts from the current model, so what they learned "
+    "from you may remain in them. A retraining adds a word to my vocabulary only when several "
+    "people used it, so no word that only you wrote gets in."
+)
+FORGET_NOTHING = "There was nothing stored about you."
+
 PLATFORM_TITLES = {"telegram": "Telegram", "console": "Console"}
+
+
+def forget_question(how_to_confirm: str) -> str:
+    """What /forget deletes and what it cannot undo, then how to confirm on this front end."""
+    return (
+        "This deletes everything I have stored about you: your messages, my replies to them, "
+        "your ratings, our private chat and your user record. It cannot be undone.\n\n"
+        f"{FORGET_MODELS}\n\n{how_to_confirm}"
+    )
+
+
+def forgotten_text(result: ForgetResult | None) -> str:
+    """What a /forget deleted (None: nothing was stored), and what it leaves in models."""
+    if result is None:
+        return FORGET_NOTHING
+    counts = [
+        _plural(result.messages, "message"),
+        _plural(result.bot_replies + result.other_chat_messages, "reply", "replies") + " of mine",
+        _plural(result.feedback, "rating"),
+    ]
+    if result.taught_pairs:
+        counts.append(_plural(result.taught_pairs, "taught reply", "taught replies"))
+    return f"Done. Deleted {', '.join(counts)} and your user record.\n\n{FORGET_MODELS}"
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def status_text(report: StatusReport) -> str:

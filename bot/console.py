@@ -30,6 +30,7 @@ HELP = """Type a message and press Enter. Commands:
   /history           show the last messages of this chat
   /optout            keep your messages out of retraining (/optin undoes it)
   /export [csv]      save your messages and the bot's replies to a file (JSON Lines or CSV)
+  /forget            delete everything stored about you (asks first: /forget yes)
   /teach A => B      teach a reply: when someone says A, answer B (from the next retraining)
   /retrain [force]   retrain on the new chat logs now
   /rollback          go back to the previous model version
@@ -37,6 +38,7 @@ HELP = """Type a message and press Enter. Commands:
   /stats             usage numbers
   /quit              leave (Ctrl-D or Ctrl-C work too)"""
 PROMPT = "you> "
+FORGET_CONFIRM = "Type /forget yes to delete it all."
 WAITING_FOR_RUN = "Waiting for retraining run {run} to end (Ctrl-C cancels it)…"
 CANCELLING_RUN = "Cancelling retraining run {run}…"
 
@@ -69,6 +71,7 @@ class ConsoleChat:
             "/history": self._history,
             "/optout": self._optout,
             "/optin": self._optin,
+            "/forget": self._forget,
             "/export": self._export,
             "/teach": self._teach,
             "/retrain": self._retrain,
@@ -139,6 +142,13 @@ class ConsoleChat:
     async def _optin(self, argument: str) -> None:
         await self.service.set_opted_out(self._person, False)
         self._print(command_replies.opt_out_text(False))
+
+    async def _forget(self, argument: str) -> None:
+        """Asks first, as on Telegram: only `/forget yes` deletes."""
+        if argument.lower() != "yes":
+            self._print(command_replies.forget_question(FORGET_CONFIRM))
+            return
+        self._print(command_replies.forgotten_text(await self.service.forget(PLATFORM, self.user)))
 
     async def _export(self, argument: str) -> None:
         choice = argument.lower() or ExportFormat.JSONL.value

@@ -15,7 +15,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
-from bot.dialogue import ForgetResult
+from bot import command_replies
 from bot.telegram import phrases
 from bot.telegram.outgoing import reply
 from bot.telegram.state import PLATFORM, bot_state
@@ -54,7 +54,7 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     state = bot_state(context)
     if match[1] == "yes":
         result = await state.service.forget(PLATFORM, query.from_user.id)
-        done = phrases.FORGET_NOTHING if result is None else done_text(result)
+        done = command_replies.forgotten_text(result)
     else:
         done = phrases.FORGET_CANCELLED
     await query.answer()
@@ -64,18 +64,3 @@ async def on_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.debug("could not remove the /forget buttons: %s", exc)
     if query.message is not None:
         await reply(update, context, done, quote=False)
-
-
-def done_text(result: ForgetResult) -> str:
-    counts = [
-        _plural(result.messages, "message"),
-        _plural(result.bot_replies + result.other_chat_messages, "reply", "replies") + " of mine",
-        _plural(result.feedback, "rating"),
-    ]
-    if result.taught_pairs:
-        counts.append(_plural(result.taught_pairs, "taught reply", "taught replies"))
-    return phrases.FORGET_DONE.format(counts=", ".join(counts))
-
-
-def _plural(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else many or one + 's'}"

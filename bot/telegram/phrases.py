@@ -1,5 +1,8 @@
 """What the bot says on Telegram besides generated replies (the shared fixed answers are in
-`bot.answers`), in one place."""
+`bot.answers`, the answers to commands every front end has in `bot.command_replies`), in one
+place."""
+
+from bot import command_replies
 
 START = (
     "Hi {name}! I'm a small chatbot: a neural network (a GRU sequence-to-sequence model with "
@@ -34,24 +37,11 @@ ADMIN_HELP = (
 RESET = "Okay, fresh start: I won't use our earlier messages as context any more."
 UNKNOWN_COMMAND = "I don't know that command. /help lists the ones I do."
 
-# True to bot.retraining: promoting a version never deletes the earlier ones (rollback needs
-# them), each retraining fine-tunes the active model, and a word joins the vocabulary only when
-# `retrain.vocab_min_users` people wrote it (collect.allowed_new_words).
-FORGET_MODELS = (
-    "Models already trained on your messages are not changed: I keep earlier versions (an admin "
-    "can go back to one) and each retraining starts from the current model, so what they learned "
-    "from you may remain in them. A retraining adds a word to my vocabulary only when several "
-    "people used it, so no word that only you wrote gets in."
-)
-FORGET_ASK = (
-    "This deletes everything I have stored about you: your messages, my replies to them, your "
-    "ratings, our private chat and your user record. It cannot be undone.\n\n"
-    f"{FORGET_MODELS}\n\nDelete it all?"
-)
+# /forget's question and answer are the console's too (`bot.command_replies`).
+FORGET_ASK = command_replies.forget_question("Delete it all?")
 FORGET_YES = "Yes, delete everything"
 FORGET_NO = "No, keep it"
-FORGET_DONE = "Done. Deleted {counts} and your user record.\n\n" + FORGET_MODELS
-FORGET_NOTHING = "There was nothing stored about you."
+FORGET_NOTHING = command_replies.FORGET_NOTHING
 FORGET_CANCELLED = "Okay, nothing was deleted."
 NOT_YOURS = "Only the person who asked can answer this."
 

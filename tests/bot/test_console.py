@@ -288,3 +288,26 @@ def test_leaving_waits_for_a_retraining_run_and_ctrl_c_cancels_it(
     finally:
         db.dispose()
     assert run.status == "failed" and run.error is not None and "cancelled" in run.error
+
+
+def test_forget_asks_first_then_deletes_and_says_what_telegram_says(env: dict[str, str]) -> None:
+    asked = _chat(env, ["hello", "/forget"])
+    assert asked[0] == "Hi there!"
+    assert "\n".join(asked[1:]) == command_replies.forget_question(
+        "Type /forget yes to delete it all."
+    )
+    db = _database(env)
+    try:
+        assert db.read(find_user, "console", getpass.getuser()) is not None  # nothing went yet
+
+        done = _chat(env, ["/forget yes"])
+
+        assert "\n".join(done) == (
+            "Done. Deleted 1 message, 1 reply of mine, 0 ratings and your user record.\n\n"
+            + command_replies.FORGET_MODELS
+        )
+        assert db.read(find_user, "console", getpass.getuser()) is None
+        assert _chat(env, ["/history"]) == []
+        assert _chat(env, ["/forget yes"]) == [command_replies.FORGET_NOTHING]
+    finally:
+        db.dispose()

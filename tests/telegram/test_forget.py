@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import MetaData, select
 
+from bot import command_replies
 from bot.telegram import phrases
 from tests.support.fake_telegram import updates as tg
 from tests.telegram.harness import ANN, BOB, GROUP, Harness, buttons
@@ -59,11 +60,9 @@ async def test_forget_yes_deletes_that_persons_rows_only_and_reports_counts(bot:
     [*_, done] = await bot.fake.wait_for_message(ANN["id"], 4)
     await bot.settle()
 
-    assert done["text"] == phrases.FORGET_DONE.format(
-        counts="2 messages, 2 replies of mine, 1 rating"
-    )
-    assert done["text"].startswith(
-        "Done. Deleted 2 messages, 2 replies of mine, 1 rating and your user record."
+    assert done["text"] == (
+        "Done. Deleted 2 messages, 2 replies of mine, 1 rating and your user record.\n\n"
+        + command_replies.FORGET_MODELS
     )
     assert bot.turns(ANN["id"]) == []
     assert bot.user_id(ANN["id"]) is None

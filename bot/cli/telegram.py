@@ -18,7 +18,7 @@ import signal
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from bot.cli import arguments
+from bot.cli import arguments, telegram_setup
 from bot.cli.errors import CliError
 from config import Settings
 
@@ -74,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="address of that listener (default: CHATBOT_TELEGRAM__METRICS_LISTEN, 127.0.0.1)",
     )
     p.set_defaults(run=run, log_level=logging.INFO)
+    telegram_setup.register(p)  # `chatbot telegram setup`
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -191,13 +192,17 @@ async def _serve(
             role.start()  # leads at once unless another process does
         else:
             log.info(
-                "retraining schedules and retention are left to `chatbot scheduler` "
-                "(retrain.run_scheduler=%s, %s)",
+                "retraining schedules and retention are left to `chatbot scheduler`, the webhook "
+                "and command menus to `chatbot telegram setup` (retrain.run_scheduler=%s, %s)",
                 app.settings.retrain.run_scheduler,
                 app.db.dialect,
             )
+        # The one-time setup (webhook, command menus) is made where this process is the whole
+        # deployment; replicas leave it to `chatbot telegram setup` (bot.telegram.one_time_setup).
         listen, port = status if status is not None else ("127.0.0.1", None)
-        async with running(application, webhook, status_port=port, status_listen=listen):
+        async with running(
+            application, webhook, setup=role is not None, status_port=port, status_listen=listen
+        ):
             await stop.wait()
             log.info("stopping: finishing the updates in progress")
             await asyncio.to_thread(stop_retraining)

@@ -11,13 +11,11 @@ and obeys a 429's `retry_after` for the chat it was about only.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import uuid
 
-from telegram import BotCommand, BotCommandScopeChat, Update
-from telegram.error import TelegramError
+from telegram import BotCommand, Update
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -39,10 +37,7 @@ from bot.telegram.groups import COMMAND_FOR_THIS_BOT
 from bot.telegram.outage import OutageWatch
 from bot.telegram.shared_limits import build_limits
 from bot.telegram.state import BotState, attach
-from config import TelegramSettings
 from storage.faults import reconnect_after_faults
-
-log = logging.getLogger(__name__)
 
 PUBLIC_COMMANDS = (
     BotCommand("start", "who I am and what I keep about you"),
@@ -162,20 +157,3 @@ async def _stale_button(update: Update, context: object) -> None:
     """A button we no longer understand (an old keyboard): stop the client's spinner."""
     if update.callback_query is not None:
         await update.callback_query.answer()
-
-
-async def publish_commands(application: Application, settings: TelegramSettings) -> None:
-    """The command menu (`setMyCommands`); admins get theirs added in their private chat."""
-    bot = application.bot
-    try:
-        await bot.set_my_commands(PUBLIC_COMMANDS)
-    except TelegramError as exc:  # the menu is a convenience: the bot works without it
-        log.warning("could not set the command menu: %s", exc)
-        return
-    for admin_id in settings.admin_ids:
-        try:
-            await bot.set_my_commands(
-                PUBLIC_COMMANDS + ADMIN_COMMANDS, scope=BotCommandScopeChat(admin_id)
-            )
-        except TelegramError as exc:  # e.g. the admin never opened a chat with the bot
-            log.info("no admin command menu for %s: %s", admin_id, exc)

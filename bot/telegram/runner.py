@@ -4,10 +4,13 @@
 `running()` is an async context manager so that the CLI (which waits for SIGINT/SIGTERM inside
 it) and the tests (which talk to a fake Bot API inside it) share one lifecycle. Inside it run:
 the outbox sender, the inbox dispatcher, the housekeeping that prunes both, and one source of
-updates (the polling loop, or the webhook server). Leaving it stops taking updates, lets the
-updates in progress finish and the messages in progress go out (up to `shutdown_grace_seconds`
-each), gives the leases of whatever is left back for the next process, and closes the HTTP
-clients. Nothing stored is lost on the way: what was not handled or sent is in the database.
+updates (the polling loop, or the webhook server). With `setup` (the default; a replica of a
+larger deployment passes False) it also makes the one-time Bot API calls (`one_time_setup`: the
+command menus, and `setWebhook` once the webhook server listens). Leaving it stops taking
+updates, lets the updates in progress finish and the messages in progress go out (up to
+`shutdown_grace_seconds` each), gives the leases of whatever is left back for the next process,
+and closes the HTTP clients. Nothing stored is lost on the way: what was not handled or sent is
+in the database.
 
 `/metrics`, `/healthz` and `/readyz` are served by the webhook server, and on `status_port`
 (`--metrics-port`) by a listener of their own: in polling mode the only way to reach them.
@@ -21,14 +24,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from telegram import Update
 from telegram.ext import Application
 
 from bot.observability.endpoints import Status, StatusListener
-from bot.telegram.application import publish_commands
 from bot.telegram.delivery import OutboxSender
 from bot.telegram.dispatcher import Dispatcher
 from bot.telegram.housekeeping import prune_periodically
+from bot.telegram.one_time_setup import WebhookTarget, publish_commands, set_webhook
 from bot.telegram.polling import Poller
 from bot.telegram.state import BotState, bot_state_of
 from bot.telegram.status import bot_status, polling_source
@@ -62,6 +64,7 @@ async def running(
     application: Application,
     webhook: WebhookConfig | None = None,
     *,
+    setup: bool = True,
     status_port: int | None = None,
     status_listen: str = "127.0.0.1",
 ) -> AsyncIterator[RunningBot]:
@@ -73,7 +76,8 @@ async def running(
     grace = settings.shutdown_grace_seconds
     await application.initialize()
     try:
-        await publish_commands(application, settings)
+        if setup:
+            await publish_commands(application.bot, settings.admin_ids)
         await application.start()
         loops = [
             asyncio.create_task(state.sender.run(), name="outbox-sender"),
@@ -84,7 +88,7 @@ async def running(
             ),
         ]
         try:
-            server, poller = await _start_source(application, state, webhook)
+            server, poller = await _start_source(application, state, webhook, setup)
             listener: StatusListener | None = None
             try:
                 if status_port is not None:
@@ -158,7 +162,7 @@ def _status(
 
 
 async def _start_source(
-    application: Application, state: BotState, webhook: WebhookConfig | None
+    application: Application, state: BotState, webhook: WebhookConfig | None, setup: bool
 ) -> tuple[WebhookServer | None, Poller | None]:
     settings = state.settings
     if webhook is None:
@@ -174,12 +178,11 @@ async def _start_source(
         return None, poller
     server = WebhookServer(application, webhook, state.dispatcher)
     await server.start()
-    try:
-        await application.bot.set_webhook(
-            url=webhook.url, secret_token=webhook.secret_token, allowed_updates=Update.ALL_TYPES
-        )
-    except BaseException:
-        await server.stop()
-        raise
+    if setup:
+        try:
+            await set_webhook(application.bot, WebhookTarget(webhook.url, webhook.secret_token))
+        except BaseException:
+            await server.stop()
+            raise
     log.info("@%s receives updates at its webhook", application.bot.username)
     return server, None

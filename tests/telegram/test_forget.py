@@ -101,28 +101,31 @@ async def test_forget_with_nothing_stored_says_so(bot: Harness) -> None:
 async def test_after_forget_no_table_or_data_file_holds_their_id_name_or_words(
     bot: Harness, backend: str
 ) -> None:
-    # Zed talks in private (a rated reply, a command) and in a group where Bob talks too.
+    # Zed talks in private (a rated reply, commands) and in a group where Bob talks too.
     reply = await _chat(bot, ZED, f"my cat is called {UNIQUE_WORD}", 1)
     bot.fake.press(ZED, reply, buttons(reply)[0]["callback_data"])
     await bot.fake.wait_for("answerCallbackQuery")
     await _chat(bot, ZED, "/help", 2)
+    await _chat(bot, ZED, "/reset", 3)  # a row of its own for the private chat's context start
     bot.fake.say(ZED, f"@tiny_test_bot {UNIQUE_WORD} says hi", chat=GROUP)
     await bot.fake.wait_for_message(GROUP["id"], 1)
     bot.fake.say(BOB, "@tiny_test_bot hello", chat=GROUP)
     await bot.fake.wait_for_message(GROUP["id"], 2)
     await bot.settle()
+    assert _row_count(bot, "chat_context_starts") == 1
     needles = [UNIQUE_WORD, str(ZED["id"]), ZED["first_name"]]
     assert {n for n, _ in _found_in_tables(bot, needles)} == set(needles)  # the search works
     if backend == "sqlite":
         assert UNIQUE_WORD in {n for n, _ in _found_in_files(bot.app.settings.data_dir, needles)}
 
-    question = await _chat(bot, ZED, "/forget", 3)
+    question = await _chat(bot, ZED, "/forget", 4)
     bot.fake.press(ZED, question, buttons(question)[0]["callback_data"])
-    [*_, done] = await bot.fake.wait_for_message(ZED["id"], 4)
+    [*_, done] = await bot.fake.wait_for_message(ZED["id"], 5)
     await bot.settle()
 
     assert done["text"].startswith("Done. Deleted 2 messages, 2 replies of mine, 1 rating")
     assert _found_in_tables(bot, needles) == []
+    assert _row_count(bot, "chat_context_starts") == 0  # went with the private chat
     assert len(bot.turns(GROUP["id"])) == 2  # Bob's message and the reply to him stay
     if backend == "sqlite":  # PostgreSQL's files are the server's, not in the data directory
         # Their words are gone from the files too. Their id and name are not, yet: the button
@@ -146,6 +149,13 @@ def _found_in_tables(bot: Harness, needles: list[str]) -> list[tuple[str, str]]:
                     text = _as_text(value)
                     found += [(n, f"{table.name}.{column.name}") for n in needles if n in text]
     return found
+
+
+def _row_count(bot: Harness, table_name: str) -> int:
+    tables = MetaData()
+    tables.reflect(bind=bot.app.db.engine, only=[table_name])
+    with bot.app.db.engine.connect() as connection:
+        return len(connection.execute(select(tables.tables[table_name])).all())
 
 
 def _as_text(value: Any) -> str:

@@ -11,6 +11,9 @@ leaks into our scrape.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import TypeVar
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -20,6 +23,8 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+
+T = TypeVar("T")
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
@@ -92,7 +97,7 @@ MODEL = Gauge(
 
 BOT_API_ERRORS = Counter(
     "chatbot_bot_api_errors",
-    "Bot API calls that failed, by method (sendMessage, getUpdates) and kind (the error's "
+    "Bot API calls that failed, by method (sendMessage, getUpdates, ...) and kind (the error's "
     "class: RetryAfter, BadRequest, Forbidden, TimedOut, NetworkError, ...)",
     ["method", "kind"],
     registry=REGISTRY,
@@ -152,3 +157,12 @@ def active_model(version: str) -> None:
 
 def bot_api_error(method: str, error: BaseException) -> None:
     BOT_API_ERRORS.labels(method, type(error).__name__).inc()
+
+
+async def bot_api_call(method: str, call: Awaitable[T]) -> T:
+    """`await call`, a request to the Bot API's `method`, counting its failure."""
+    try:
+        return await call
+    except Exception as exc:
+        bot_api_error(method, exc)
+        raise

@@ -214,19 +214,16 @@ class OutboxSender:
                 if index < len(pieces) - 1:
                     await self._record(outbox.record_progress, row.id, index + 1)
         except RetryAfter as exc:
-            metrics.bot_api_error("sendMessage", exc)
             seconds = retry_after_seconds(exc)
             log.info("chat %s: flood control, next try in %.0f s", row.chat_key, seconds)
             await self._retry_later(row, seconds, f"flood control: {exc}", failed_attempt=False)
             return
         except (BadRequest, Forbidden, ChatMigrated) as exc:
-            metrics.bot_api_error("sendMessage", exc)
             level = logging.INFO if isinstance(exc, Forbidden) else logging.WARNING
             log.log(level, "chat %s refused a message for good: %s; given up", row.chat_key, exc)
             await self._record(outbox.give_up, row.id, f"{type(exc).__name__}: {exc}")
             return
         except TelegramError as exc:  # 5xx, timeouts, garbage, network: may pass
-            metrics.bot_api_error("sendMessage", exc)
             await self._failed(row, exc)
             return
         assert sent is not None  # a text has at least one piece

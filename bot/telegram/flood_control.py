@@ -35,6 +35,7 @@ from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 from telegram.warnings import PTBDeprecationWarning
 
+from bot.observability import metrics
 from bot.telegram.flood_limits import FloodLimits, LocalFloodLimits
 
 log = logging.getLogger(__name__)
@@ -92,11 +93,12 @@ class ChatFloodLimiter(BaseRateLimiter[RetryPolicy]):
                 await asyncio.sleep(wait)  # Telegram's order: this chat must wait
             try:
                 await self.limits.acquire(chat_id)
-                return await callback(*args, **kwargs)
+                return await metrics.bot_api_call(endpoint, callback(*args, **kwargs))
             except RetryAfter as exc:
                 await self.limits.pause(chat_id, retry_after_seconds(exc))
                 if attempt == retries:
                     raise
+                metrics.BOT_API_RETRIES.labels(endpoint).inc()
                 log.info(
                     "%s to chat %s: flood control, retrying in %.0f s",
                     endpoint,

@@ -102,6 +102,7 @@ async def test_the_webhook_server_serves_metrics_health_and_readiness(
     async with start_bot(database_url, "webhook") as bot:
         url = status_url(bot, "/metrics")
         before = await scrape(url)
+        fake.slow("sendMessage", 0.6)  # one reply takes Telegram 0.6 s to take
         fake.say(tg.user(501, "Cy"), "hello")
         fake.say(tg.user(502, "Di"), "hello")
         await fake.wait_for_message(501, timeout=30)
@@ -113,6 +114,9 @@ async def test_the_webhook_server_serves_metrics_health_and_readiness(
     assert delta(before, after, "chatbot_updates_total", kind="message") == 2
     assert delta(before, after, "chatbot_messages_answered_total") == 2
     assert delta(before, after, LATENCY + "_count") == 2
+    # Timed to Telegram's answer: the slow one lands above 0.5 s, the sum holds its 0.6 s.
+    assert delta(before, after, LATENCY + "_bucket", le="0.5") <= 1
+    assert delta(before, after, LATENCY + "_sum") >= 0.6
     assert health[0] == 200 and health[1]["status"] == "ok" and health[1]["mode"] == "webhook"
     status, body = ready
     assert status == 200 and body["status"] == "ready" and body["reasons"] == []

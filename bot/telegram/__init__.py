@@ -7,8 +7,9 @@ handler), `handlers` (messages and the plain commands), `groups` (is a group mes
 the bot?), `feedback` (👍/👎 buttons), `forget` (/forget with confirmation), `admin` (/status,
 /stats), `retrain_commands` (/retrain, /teach, /schedule, /rollback, /optout, /optin),
 `rate_limit` (per-user sliding window), `flood_control` and `flood_limits` (outgoing pace and
-Telegram's pauses), `shared_limits` (those limits in this process, or in Redis for several
-replicas: `redis_rate_limit`, `redis_flood_limits`, `redis_failover`), `sending` (typing
+Telegram's pauses), `export_cooldown` (one /export per person per cooldown), `shared_limits`
+(those limits in this process, or in Redis for several replicas: `redis_rate_limit`,
+`redis_flood_limits`, `redis_export_cooldown`, `redis_failover`), `sending` (typing
 indicator, splitting, retries), `error_handler` (the one error handler), `webhook` (the webhook
 server and its health endpoint), `runner` (start and stop in polling or webhook mode),
 `redaction` (no token in any log line), `state` (what the handlers share, kept in

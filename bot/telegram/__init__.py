@@ -11,7 +11,8 @@ Telegram's pauses), `export_cooldown` (one /export per person per cooldown), `sh
 (those limits in this process, or in Redis for several replicas: `redis_rate_limit`,
 `redis_flood_limits`, `redis_export_cooldown`, `redis_failover`), `sending` (typing
 indicator, splitting, retries), `error_handler` (the one error handler), `webhook` (the webhook
-server and its health endpoint), `runner` (start and stop in polling or webhook mode),
+server, which also serves `/metrics`, `/healthz` and `/readyz`), `status` (those endpoints wired to
+the bot's state, also on `--metrics-port`), `runner` (start and stop in polling or webhook mode),
 `redaction` (no token in any log line), `state` (what the handlers share, kept in
 `application.bot_data`), `phrases` and `retrain_phrases` (what the bot says on Telegram only).
 """

@@ -12,6 +12,10 @@ Running the Alembic upgrade for every test would dominate the suite's time on SQ
 migrated once per session into a template file that each test copies. On PostgreSQL each test
 gets a fresh schema migrated in the background while the previous test runs.
 
+Redis (`redis_url`, `redis_prefix`, `redis_clients`): the local server at
+`CHATBOT_TEST_REDIS_URL` (default redis://127.0.0.1:6379/0), skipped with the reason only when it
+does not answer; each test gets its own key prefix, whose keys are deleted afterwards.
+
 Test modules never import from each other or from a conftest: what several packages share is a
 fixture here (pytest finds it without an import) or a helper in `tests/support/`.
 """
@@ -21,13 +25,15 @@ from __future__ import annotations
 import os
 import shutil
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
+import redis
+from redis.asyncio import Redis
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import OperationalError
@@ -35,6 +41,7 @@ from sqlalchemy.exc import OperationalError
 from storage import schema_revision
 from storage.database import Database, normalize_url
 
+REDIS_URL = os.environ.get("CHATBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # PostgreSQL runs in `make test` and CI; the fast tier (`-m "not slow"`) keeps to SQLite, where a
 # database is a file copy, not a schema migrated for each test (measured: 76 PostgreSQL tests
@@ -171,6 +178,48 @@ def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> It
 
 
 # ---- a tiny trained model, shared by the nlp, cli and bot tests ------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """This test's key prefix; its keys are deleted afterwards."""
+    name = f"chatbot-test:{uuid4().hex}"
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{name}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def redis_clients(redis_url: str) -> AsyncIterator[Callable[[], Redis]]:
+    """New clients as the bot makes them, one per replica a test stands up; closed afterwards."""
+    from bot.telegram.shared_limits import connect
+
+    made: list[Redis] = []
+
+    def new() -> Redis:
+        made.append(connect(redis_url))
+        return made[-1]
+
+    yield new
+    for client in made:
+        await client.aclose()
 
 
 @pytest.fixture(scope="session", autouse=True)

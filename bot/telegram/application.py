@@ -104,6 +104,7 @@ def build_application(app: App) -> Application:
         watch=watch,
         dispatcher=Dispatcher(application, app.db, settings, watch, worker),
         sender=OutboxSender(application.bot, app.db, settings, watch, worker),
+        exports=limits.exports,
     )
     attach(application.bot_data, state)
     add_handlers(application)

@@ -6,10 +6,11 @@ Other people's messages in a shared group are theirs, not in it. It is sent only
 chat: in a group everyone would see it, so there the bot says where to ask. Someone with
 nothing stored (never wrote, or forgotten) gets a sentence, not an empty file.
 
-One export per person per `CHATBOT_TELEGRAM__EXPORT_COOLDOWN_SECONDS` (`export_cooldown`). The
-document goes straight to Telegram, not through the outbox (which holds texts); a redelivered
-/export is dropped like every command, and one handled again after a database outage keeps the
-cooldown decision it made the first time (the dispatcher's memo).
+One export per person per `CHATBOT_TELEGRAM__EXPORT_COOLDOWN_SECONDS` (`export_cooldown`), shared
+by the replicas through Redis when it is configured (`shared_limits`). The document goes straight
+to Telegram, not through the outbox (which holds texts); a redelivered /export is dropped like
+every command, and one handled again (after a database outage, or by another replica after a
+crash) is not refused by the cooldown it started itself: the cooldown knows it by its update id.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from telegram.ext import ContextTypes
 
 from bot.conversation_export import ConversationExporter, HistoryTooLarge
 from bot.export_formats import ExportFormat
-from bot.telegram.export_cooldown import ExportCooldown, minutes
+from bot.telegram.export_cooldown import minutes
 from bot.telegram.outgoing import reply
-from bot.telegram.state import PLATFORM, BotState, bot_state
+from bot.telegram.state import PLATFORM, bot_state
 
 USAGE = "Send /export for your history as JSON Lines, or /export csv for a spreadsheet."
 PRIVATE_ONLY = "I send your history only in our private chat: write /export to me there."
@@ -42,8 +43,6 @@ CAPTION = {
     ),
 }
 
-_COOLDOWN_KEY = "chatbot.export_cooldown"  # in bot_data, beside the shared state
-
 
 async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message, user = update.effective_message, update.effective_user
@@ -57,10 +56,7 @@ async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await reply(update, context, USAGE)
         return
     state = bot_state(context)
-    memo = state.dispatcher.memo(update)  # handled again after an outage: decided once
-    if "export_wait" not in memo:
-        memo["export_wait"] = cooldown(context, state).try_start(user.id)
-    wait: float = memo["export_wait"]
+    wait = await state.exports.try_start(user.id, event=str(update.update_id))
     if wait > 0:
         await reply(update, context, WAIT.format(minutes=minutes(wait)))
         return
@@ -77,15 +73,6 @@ async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             filename=history.filename,
             caption=CAPTION[fmt].format(messages=history.messages),
         )
-
-
-def cooldown(context: ContextTypes.DEFAULT_TYPE, state: BotState) -> ExportCooldown:
-    """The process's one cooldown, made at the first /export."""
-    found = context.bot_data.get(_COOLDOWN_KEY)
-    if not isinstance(found, ExportCooldown):
-        found = ExportCooldown(state.settings.export_cooldown_seconds)
-        context.bot_data[_COOLDOWN_KEY] = found
-    return found
 
 
 def _format(args: list[str]) -> ExportFormat | None:

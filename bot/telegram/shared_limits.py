@@ -1,9 +1,9 @@
 """The one place that decides where the Telegram limits live: in Redis when `CHATBOT_REDIS_URL`
 is set (every replica counts against the same limits), else in this process (one replica).
 
-Both the incoming per-user limit and the outgoing flood limits use one Redis client and one
-`RedisFailover`, so a Redis outage is logged once, not once per limit. The client is closed by
-the flood limiter's `shutdown` (PTB calls it when the bot stops).
+The incoming per-user limit, the outgoing flood limits and the /export cooldown use one Redis
+client and one `RedisFailover`, so a Redis outage is logged once, not once per limit. The client
+is closed by the flood limiter's `shutdown` (PTB calls it when the bot stops).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from bot.telegram.export_cooldown import ExportCooldown, LocalExportCooldown
 from bot.telegram.flood_limits import FloodLimits, LocalFloodLimits
 from bot.telegram.rate_limit import SlidingWindowLimiter, UserRateLimiter
+from bot.telegram.redis_export_cooldown import RedisExportCooldown
 from bot.telegram.redis_failover import RedisFailover
 from bot.telegram.redis_flood_limits import RedisFloodLimits
 from bot.telegram.redis_rate_limit import RedisSlidingWindowLimiter
@@ -34,6 +36,7 @@ REDIS_TIMEOUT_SECONDS = 0.5
 class Limits:
     users: UserRateLimiter  # incoming messages per person
     flood: FloodLimits  # outgoing requests: the bot's pace, each group's, Telegram's pauses
+    exports: ExportCooldown  # one /export per person per cooldown
 
 
 def build_limits(settings: Settings) -> Limits:
@@ -42,8 +45,9 @@ def build_limits(settings: Settings) -> Limits:
     flood = LocalFloodLimits(
         telegram.flood_messages_per_second, telegram.flood_group_messages_per_minute
     )
+    exports = LocalExportCooldown(telegram.export_cooldown_seconds)
     if settings.redis_url is None:
-        return Limits(users, flood)
+        return Limits(users, flood, exports)
     url = settings.redis_url.get_secret_value()
     redis = connect(url)
     prefix = key_prefix(settings)
@@ -65,6 +69,9 @@ def build_limits(settings: Settings) -> Limits:
             telegram.flood_messages_per_second,
             telegram.flood_group_messages_per_minute,
             local=flood,
+        ),
+        RedisExportCooldown(
+            redis, prefix, telegram.export_cooldown_seconds, failover, local=exports
         ),
     )
 

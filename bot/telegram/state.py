@@ -12,6 +12,7 @@ from bot.app import App
 from bot.dialogue import DialogueService
 from bot.telegram.delivery import OutboxSender
 from bot.telegram.dispatcher import Dispatcher
+from bot.telegram.export_cooldown import ExportCooldown
 from bot.telegram.outage import OutageWatch
 from bot.telegram.rate_limit import UserRateLimiter
 from config import TelegramSettings
@@ -28,6 +29,7 @@ class BotState:
     watch: OutageWatch  # is the database answering?
     dispatcher: Dispatcher  # inbox -> handlers
     sender: OutboxSender  # outbox -> Telegram
+    exports: ExportCooldown  # one /export per person per cooldown; shared like `limiter`
 
     @property
     def service(self) -> DialogueService:

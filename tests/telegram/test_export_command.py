@@ -14,7 +14,6 @@ import pytest
 
 from bot.export_formats import FIELDS
 from bot.telegram import export_command, phrases
-from bot.telegram.export_cooldown import ExportCooldown
 from tests.support.fake_telegram.server import SentDocument
 from tests.telegram.harness import ANN, BOB, GROUP, Harness, buttons
 
@@ -138,16 +137,3 @@ async def test_export_is_in_help_and_the_command_menu(bot: Harness) -> None:
     assert "/export" in phrases.HELP
     default = json.dumps({"type": "default"}, sort_keys=True)
     assert "export" in [c["command"] for c in bot.fake.commands[default]]
-
-
-def test_the_cooldown_counts_only_exports_that_ran() -> None:
-    now = [1000.0]
-    cooldown = ExportCooldown(600, clock=lambda: now[0])
-
-    assert cooldown.try_start(1) == 0.0
-    now[0] += 100
-    assert cooldown.try_start(1) == 500.0  # refused: the wait is still from the first
-    assert cooldown.try_start(2) == 0.0
-    now[0] += 500
-    assert cooldown.try_start(1) == 0.0
-    assert ExportCooldown(0).try_start(1) == 0.0  # 0 turns it off

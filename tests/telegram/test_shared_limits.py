@@ -3,29 +3,26 @@ flood limits are counted in Redis, so two replicas (two limiter instances, two p
 webhook servers) enforce one limit; without it each process counts alone; when Redis stops
 answering each replica limits on its own, says so once, and shares again once Redis is back.
 
-Against the local Redis (`CHATBOT_TEST_REDIS_URL`, default redis://127.0.0.1:6379/0); skipped,
-with the reason, only when it does not answer. Each test has its own key prefix, deleted after.
+Against the local Redis (the `redis_*` fixtures of tests/conftest.py: skipped, with the reason,
+only when it does not answer; each test has its own key prefix, deleted after).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import subprocess
 import sys
 import textwrap
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from uuid import uuid4
 
 import pytest
-import redis
 from pydantic import SecretStr
 from redis.asyncio import Redis
 from telegram.error import RetryAfter
@@ -47,50 +44,9 @@ from tests.support.fake_telegram import FakeTelegram
 from tests.support.tcp_proxy import TcpProxy
 from tests.telegram.harness import ANN, Harness
 
-REDIS_URL = os.environ.get("CHATBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ALLOW, WARN, DROP = Decision.ALLOW, Decision.WARN, Decision.DROP
 FAILOVER_LOG = "bot.telegram.redis_failover"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
-    finally:
-        client.close()
-    return REDIS_URL
-
-
-@pytest.fixture
-def prefix(redis_url: str) -> Iterator[str]:
-    """This test's key prefix; its keys are deleted afterwards."""
-    name = f"chatbot-test:{uuid4().hex}"
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{name}:*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
-@pytest.fixture
-async def clients(redis_url: str) -> AsyncIterator[Callable[[], Redis]]:
-    """New clients, one per replica a test stands up; closed afterwards."""
-    made: list[Redis] = []
-
-    def new() -> Redis:
-        made.append(connect(redis_url))
-        return made[-1]
-
-    yield new
-    for client in made:
-        await client.aclose()
 
 
 def _failover(where: str = "test", retry_seconds: float = 1.0) -> RedisFailover:
@@ -107,9 +63,11 @@ def user_limiter(
     """Makes a limiter of each kind: the contract below holds for both."""
     if request.param == "memory":
         return lambda n, seconds: SlidingWindowLimiter(n, seconds)
-    new = request.getfixturevalue("clients")
-    prefix = request.getfixturevalue("prefix")
-    return lambda n, seconds: RedisSlidingWindowLimiter(new(), prefix, n, seconds, _failover())
+    new = request.getfixturevalue("redis_clients")
+    redis_prefix = request.getfixturevalue("redis_prefix")
+    return lambda n, seconds: RedisSlidingWindowLimiter(
+        new(), redis_prefix, n, seconds, _failover()
+    )
 
 
 async def test_the_window_admits_n_then_warns_once_then_drops(
@@ -152,40 +110,43 @@ async def test_the_window_slides_and_refused_messages_do_not_count(
 
 
 async def test_two_replicas_count_a_person_in_one_window(
-    clients: Callable[[], Redis], prefix: str
+    redis_clients: Callable[[], Redis], redis_prefix: str
 ) -> None:
-    one = RedisSlidingWindowLimiter(clients(), prefix, 3, 60.0, _failover())
-    two = RedisSlidingWindowLimiter(clients(), prefix, 3, 60.0, _failover())
+    one = RedisSlidingWindowLimiter(redis_clients(), redis_prefix, 3, 60.0, _failover())
+    two = RedisSlidingWindowLimiter(redis_clients(), redis_prefix, 3, 60.0, _failover())
     decisions = [await one.check(1), await two.check(1), await one.check(1)]
     decisions += [await two.check(1), await one.check(1), await two.check(2)]
     assert decisions == [ALLOW, ALLOW, ALLOW, WARN, DROP, ALLOW]
 
 
 async def test_concurrent_checks_of_two_replicas_admit_exactly_the_limit(
-    clients: Callable[[], Redis], prefix: str
+    redis_clients: Callable[[], Redis], redis_prefix: str
 ) -> None:
-    replicas = [RedisSlidingWindowLimiter(clients(), prefix, 10, 60.0, _failover()) for _ in "ab"]
+    replicas = [
+        RedisSlidingWindowLimiter(redis_clients(), redis_prefix, 10, 60.0, _failover())
+        for _ in "ab"
+    ]
     decisions = await asyncio.gather(*(replicas[i % 2].check(7) for i in range(40)))
     assert Counter(decisions) == {ALLOW: 10, WARN: 1, DROP: 29}
 
 
 async def test_every_key_is_under_the_prefix_and_expires(
-    clients: Callable[[], Redis], prefix: str
+    redis_clients: Callable[[], Redis], redis_prefix: str
 ) -> None:
-    client = clients()
-    limiter = RedisSlidingWindowLimiter(client, prefix, 1, 30.0, _failover())
+    client = redis_clients()
+    limiter = RedisSlidingWindowLimiter(client, redis_prefix, 1, 30.0, _failover())
     await limiter.check(1)
     await limiter.check(1)  # warned: the flag key too
-    flood = RedisFloodLimits(client, prefix, _failover(), 30, 20)
+    flood = RedisFloodLimits(client, redis_prefix, _failover(), 30, 20)
     await flood.acquire(-100)
     await flood.pause(5, 2.0)
-    keys = sorted([key.decode() async for key in client.scan_iter(match=f"{prefix}:*")])
+    keys = sorted([key.decode() async for key in client.scan_iter(match=f"{redis_prefix}:*")])
     assert keys == [
-        f"{prefix}:flood:all",
-        f"{prefix}:flood:group:-100",
-        f"{prefix}:flood:pause:5",
-        f"{prefix}:rate:{{1}}",
-        f"{prefix}:rate:{{1}}:warned",
+        f"{redis_prefix}:flood:all",
+        f"{redis_prefix}:flood:group:-100",
+        f"{redis_prefix}:flood:pause:5",
+        f"{redis_prefix}:rate:{{1}}",
+        f"{redis_prefix}:rate:{{1}}:warned",
     ]
     ttls = {key: await client.pttl(key) for key in keys}
     assert all(0 < ttl <= 60_000 for ttl in ttls.values()), ttls
@@ -219,10 +180,10 @@ CHECKS_IN_A_PROCESS = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_two_processes_share_one_limit(redis_url: str, prefix: str) -> None:
+def test_two_processes_share_one_limit(redis_url: str, redis_prefix: str) -> None:
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", CHECKS_IN_A_PROCESS, redis_url, prefix],
+            [sys.executable, "-c", CHECKS_IN_A_PROCESS, redis_url, redis_prefix],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -242,10 +203,10 @@ def test_two_processes_share_one_limit(redis_url: str, prefix: str) -> None:
 
 
 async def test_a_retry_after_met_by_one_replica_pauses_that_chat_in_the_other(
-    clients: Callable[[], Redis], prefix: str
+    redis_clients: Callable[[], Redis], redis_prefix: str
 ) -> None:
-    one = ChatFloodLimiter(RedisFloodLimits(clients(), prefix, _failover(), 0, 0))
-    two = ChatFloodLimiter(RedisFloodLimits(clients(), prefix, _failover(), 0, 0))
+    one = ChatFloodLimiter(RedisFloodLimits(redis_clients(), redis_prefix, _failover(), 0, 0))
+    two = ChatFloodLimiter(RedisFloodLimits(redis_clients(), redis_prefix, _failover(), 0, 0))
     calls: list[Any] = []
 
     async def refused(**kwargs: Any) -> Any:
@@ -271,10 +232,10 @@ async def test_a_retry_after_met_by_one_replica_pauses_that_chat_in_the_other(
 
 
 async def test_pauses_keep_the_longer_and_one_without_a_chat_pauses_all(
-    clients: Callable[[], Redis], prefix: str
+    redis_clients: Callable[[], Redis], redis_prefix: str
 ) -> None:
-    one = RedisFloodLimits(clients(), prefix, _failover(), 0, 0)
-    two = RedisFloodLimits(clients(), prefix, _failover(), 0, 0)
+    one = RedisFloodLimits(redis_clients(), redis_prefix, _failover(), 0, 0)
+    two = RedisFloodLimits(redis_clients(), redis_prefix, _failover(), 0, 0)
     await one.pause(1, 20)
     await two.pause(1, 5)  # a shorter pause does not cut the longer one short
     assert 19 < await one.paused_for(1) <= 20
@@ -283,18 +244,20 @@ async def test_pauses_keep_the_longer_and_one_without_a_chat_pauses_all(
 
 
 async def test_two_replicas_share_the_bots_overall_pace(
-    clients: Callable[[], Redis], prefix: str
+    redis_clients: Callable[[], Redis], redis_prefix: str
 ) -> None:
     # 15 requests each at 20 a second for the bot: alone, each replica would send all at once.
-    replicas = [RedisFloodLimits(clients(), prefix, _failover(), 20, 0) for _ in "ab"]
+    replicas = [RedisFloodLimits(redis_clients(), redis_prefix, _failover(), 20, 0) for _ in "ab"]
     started = time.monotonic()
     await asyncio.gather(*(replicas[i % 2].acquire(i + 1) for i in range(30)))
     assert time.monotonic() - started >= 0.9  # 20 went at once, the other 10 a second later
 
 
-async def test_two_replicas_share_a_groups_pace(clients: Callable[[], Redis], prefix: str) -> None:
-    one = RedisFloodLimits(clients(), prefix, _failover(), 0, 2)  # 2 a minute per group
-    two = RedisFloodLimits(clients(), prefix, _failover(), 0, 2)
+async def test_two_replicas_share_a_groups_pace(
+    redis_clients: Callable[[], Redis], redis_prefix: str
+) -> None:
+    one = RedisFloodLimits(redis_clients(), redis_prefix, _failover(), 0, 2)  # 2 a minute per group
+    two = RedisFloodLimits(redis_clients(), redis_prefix, _failover(), 0, 2)
     await one.acquire(-5)
     await one.acquire(-5)
     with pytest.raises(TimeoutError):
@@ -332,15 +295,15 @@ async def test_without_redis_each_replica_limits_alone_and_says_so_once(
 
 
 async def test_a_redis_outage_falls_back_to_local_limits_and_back_logging_each_change_once(
-    redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture
+    redis_url: str, redis_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     target = urlsplit(redis_url)
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
     await proxy.start()
     client = connect(target._replace(netloc=f"127.0.0.1:{proxy.port}").geturl())
     failover = _failover("proxy", retry_seconds=0.05)
-    limiter = RedisSlidingWindowLimiter(client, prefix, 2, 60.0, failover)
-    flood = RedisFloodLimits(client, prefix, failover, 0, 0)
+    limiter = RedisSlidingWindowLimiter(client, redis_prefix, 2, 60.0, failover)
+    flood = RedisFloodLimits(client, redis_prefix, failover, 0, 0)
     try:
         with caplog.at_level(logging.WARNING, logger=FAILOVER_LOG):
             assert await limiter.check(1) is ALLOW  # counted in Redis
@@ -426,7 +389,7 @@ async def test_a_person_limited_through_one_replica_is_limited_through_the_other
     make_settings: Callable[..., Settings],
     sqlite_template: Path,
     tmp_path: Path,
-    prefix: str,
+    redis_prefix: str,
     redis_url: str,
 ) -> None:
     """Two webhook replicas that share nothing but Redis (each its own database, so each handles
@@ -434,7 +397,7 @@ async def test_a_person_limited_through_one_replica_is_limited_through_the_other
     would answer all of its messages; sharing the limit of 3, they answer 3 and warn once."""
     second_db = tmp_path / "second.db"
     shutil.copyfile(sqlite_template, second_db)
-    shared = {"redis_url": SecretStr(redis_url), "redis_key_prefix": prefix}
+    shared = {"redis_url": SecretStr(redis_url), "redis_key_prefix": redis_prefix}
     settings = [
         make_settings(database_url=url, rate_limit_messages=3, rate_limit_seconds=60).model_copy(
             update=shared

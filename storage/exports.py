@@ -1,5 +1,5 @@
-"""Data leaving the database: a user's history as JSONL, the training pairs retraining reads, and
-conversations as people and operators export them (`iter_conversations`).
+"""Data leaving the database: the training pairs retraining reads, and conversations as people
+and operators export them (`iter_conversations`, the one rule for what a person's export holds).
 
 Which messages make training pairs is decided here, in SQL, once: a reply and the message it
 answers in the same chat (the message it explicitly replied to, else the one just before it;
@@ -13,16 +13,14 @@ the blocklist, duplicates) is the caller's: `bot.retraining.pairs`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, TextIO
+from typing import Literal
 
-from sqlalchemy import ColumnElement, CompoundSelect, Row, func, or_, select, union_all
+from sqlalchemy import ColumnElement, CompoundSelect, func, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
-from storage.errors import NotFoundError
 from storage.tables import Chat, Feedback, Message, Platform, TaughtPair, User, utcnow
 from storage.training_runs import RunInfo
 
@@ -293,111 +291,6 @@ def export_since_run(
         last_message_id=until_message,
         last_taught_pair_id=until_taught if until_taught is not None else after_taught,
     )
-
-
-# ---------------------------------------------------------------- a user's own history
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def iter_user_history(session: Session, user_id: int) -> Iterator[dict[str, Any]]:
-    """Everything stored about a user, as JSON-ready records (`type` says which kind).
-
-    The user row, then their messages interleaved with the bot's replies to them (in chat order),
-    the feedback they gave, and the pairs they taught. Raises `NotFoundError` for unknown users.
-    """
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFoundError(f"no user with id {user_id}")
-    yield {
-        "type": "user",
-        "id": user.id,
-        "platform": user.platform,
-        "external_id": user.external_id,
-        "display_name": user.display_name,
-        "created_at": _iso(user.created_at),
-        "opted_out": user.opted_out,
-    }
-    theirs = select(Message.id).where(Message.user_id == user_id)
-    messages = session.execute(
-        select(
-            Message.id,
-            Message.from_bot,
-            Message.text,
-            Message.created_at,
-            Message.reply_to_id,
-            Message.external_id,
-            Message.model_version,
-            Chat.platform.label("chat_platform"),
-            Chat.external_id.label("chat_external_id"),
-            Chat.kind.label("chat_kind"),
-        )
-        .join(Chat, Chat.id == Message.chat_id)
-        .where(
-            or_(
-                Message.user_id == user_id,
-                Message.from_bot.is_(True) & Message.reply_to_id.in_(theirs),
-            )
-        )
-        .order_by(Message.chat_id, Message.id)
-        .execution_options(yield_per=500)
-    )
-    for row in messages:
-        yield _message_record(row)
-    for message_id, value, created_at, updated_at in session.execute(
-        select(Feedback.message_id, Feedback.value, Feedback.created_at, Feedback.updated_at)
-        .where(Feedback.user_id == user_id)
-        .order_by(Feedback.id)
-    ):
-        yield {
-            "type": "feedback",
-            "message_id": message_id,
-            "value": value,
-            "created_at": _iso(created_at),
-            "updated_at": _iso(updated_at),
-        }
-    for pair_id, context, reply, created_at in session.execute(
-        select(TaughtPair.id, TaughtPair.context, TaughtPair.reply, TaughtPair.created_at)
-        .where(TaughtPair.user_id == user_id)
-        .order_by(TaughtPair.id)
-    ):
-        yield {
-            "type": "taught_pair",
-            "id": pair_id,
-            "context": context,
-            "reply": reply,
-            "created_at": _iso(created_at),
-        }
-
-
-def _message_record(row: Row[*tuple[Any, ...]]) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "type": "bot_reply" if row.from_bot else "message",
-        "id": row.id,
-        "chat": {
-            "platform": row.chat_platform,
-            "external_id": row.chat_external_id,
-            "kind": row.chat_kind,
-        },
-        "text": row.text,
-        "created_at": _iso(row.created_at),
-        "reply_to_id": row.reply_to_id,
-        "external_id": row.external_id,
-    }
-    if row.from_bot:
-        record["model_version"] = row.model_version
-    return record
-
-
-def write_user_history_jsonl(session: Session, user_id: int, out: TextIO) -> int:
-    """Write `iter_user_history` as JSON Lines (UTF-8 text kept readable); returns line count."""
-    count = 0
-    for record in iter_user_history(session, user_id):
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        count += 1
-    return count
 
 
 # ---------------------------------------------------------------- conversations, for people

@@ -1,9 +1,7 @@
-"""Exports: a user's history as JSONL, and the training pairs retraining reads."""
+"""Exports: the training pairs retraining reads (conversation exports: tests/export/)."""
 
 from __future__ import annotations
 
-import io
-import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,7 +21,6 @@ from storage.conversations import (
     save_turn,
 )
 from storage.database import Database
-from storage.errors import NotFoundError
 from storage.exports import export_chat_pairs
 from storage.tables import utcnow
 
@@ -187,30 +184,3 @@ def test_export_since_a_run_returns_only_new_pairs_and_the_next_watermarks(
     assert second.last_message_id is not None and first.last_message_id is not None
     assert second.last_message_id > first.last_message_id
     assert second.last_taught_pair_id == first.last_taught_pair_id
-
-
-def test_a_users_history_is_exported_as_jsonl(database: Database, seeded: Seeded) -> None:
-    with database.begin() as session:
-        teaching.add_taught_pair(session, "ctx 😀", "reply ✓", user_id=seeded.alice)
-    out = io.StringIO()
-    with database.session() as session:
-        lines = exports.write_user_history_jsonl(session, seeded.alice, out)
-    text = out.getvalue()
-    records = [json.loads(line) for line in text.splitlines()]
-    assert len(records) == lines
-    assert "😀" in text  # readable UTF-8, not \\u escapes
-    kinds = [r["type"] for r in records]
-    assert kinds[0] == "user" and records[0]["display_name"] == "Alice"
-    said = [r["text"] for r in records if r["type"] == "message"]
-    assert said == ["hi", "how are you", "great", "anyone here?", "hi carol"]
-    answered = [r["text"] for r in records if r["type"] == "bot_reply"]
-    assert answered == ["hello", "fine", "ok"]
-    assert [r["value"] for r in records if r["type"] == "feedback"] == [1, -1]
-    assert [r["context"] for r in records if r["type"] == "taught_pair"] == ["ctx 😀"]
-    assert all("yes!" not in json.dumps(r) for r in records)  # nothing of Bob's
-    assert records[1]["chat"] == {"platform": "telegram", "external_id": "1", "kind": "private"}
-
-
-def test_history_of_an_unknown_user_is_an_error(database: Database) -> None:
-    with pytest.raises(NotFoundError), database.session() as session:
-        exports.write_user_history_jsonl(session, 4242, io.StringIO())

@@ -11,7 +11,7 @@ from storage import feedback, outbox, privacy, teaching
 from storage.conversations import ChatRef, UserRef, save_exchange, save_turn
 from storage.database import Database
 from storage.errors import NotFoundError
-from storage.exports import iter_user_history
+from storage.exports import ConversationQuery, conversation_subject_known, iter_conversations
 from storage.handled_commands import claim_command
 from storage.outbox import OutgoingMessage
 from storage.tables import Chat, Feedback, HandledCommand, Message, OutboxMessage, TaughtPair, User
@@ -82,8 +82,9 @@ def test_forgetting_a_user_removes_all_their_rows_and_counts_them(
         assert not [text for text in texts if "alice" in text and not text.startswith("bob")]
         assert _rows(session, Feedback, Feedback.user_id == alice) == []
         assert _rows(session, TaughtPair, TaughtPair.user_id == alice) == []
-        with pytest.raises(NotFoundError):
-            list(iter_user_history(session, alice))
+        theirs = ConversationQuery(ALICE.platform, user=str(ALICE.external_id))
+        assert not conversation_subject_known(session, theirs)
+        assert list(iter_conversations(session, theirs)) == []  # their export holds nothing
 
 
 def test_forgetting_a_user_leaves_another_user_in_the_same_chat_intact(

@@ -29,7 +29,12 @@ def register(telegram_parser: argparse.ArgumentParser) -> None:
     """`setup` as a subcommand of `chatbot telegram` (which still runs the bot without one)."""
     from bot.cli.telegram import SECRET_ENV
 
-    commands = telegram_parser.add_subparsers(dest="telegram_command", metavar="COMMAND")
+    commands = telegram_parser.add_subparsers(
+        dest="telegram_command",
+        metavar="[COMMAND]",
+        title="commands",
+        description="without one, `chatbot telegram` runs the bot",
+    )
     p = commands.add_parser(
         "setup",
         help="one-time Bot API setup of a deployment: the webhook and the command menus",

@@ -21,6 +21,17 @@ update is handled, so a second run queues nothing twice; and what a handler deci
 that later met the outage (the sender's rate-limit slot, its claim of a command) it finds in
 `memo()` in the next run, instead of deciding again (a person's retried message must not count
 against their rate limit once per try).
+
+The memo is this process's: an update that another replica takes over (this one died, or lost
+its lease in a long outage) is decided again there. What must hold across replicas therefore
+knows the update by its id: the shared rate limit admits an update it counted before without
+counting it again (`redis_rate_limit`), and the /export cooldown lets through the update that
+started it (`export_cooldown`); in one process a restart starts with empty windows anyway. Not
+so a command's claim (`storage.handled_commands`, keyed by the platform's message id, committed
+before the handler runs): an update taken over after its claim committed is dropped as a
+redelivery, so a process dying between claiming a command and answering it leaves that command
+unanswered. Recording the claiming update's id with the claim (a migration) would let the
+taking-over replica answer it.
 """
 
 from __future__ import annotations

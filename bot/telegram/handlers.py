@@ -133,8 +133,8 @@ async def _admitted(
     user: User,
 ) -> bool:
     memo = state.dispatcher.memo(update)  # handled again after an outage: counted once
-    if "rate_limit" not in memo:
-        memo["rate_limit"] = await state.limiter.check(user.id)
+    if "rate_limit" not in memo:  # by another replica after a crash: the event is counted once
+        memo["rate_limit"] = await state.limiter.check(user.id, event=str(update.update_id))
         outcomes.rate_limit_decision(memo["rate_limit"])
     decision: Decision = memo["rate_limit"]
     if decision is Decision.WARN:

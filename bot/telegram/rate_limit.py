@@ -28,8 +28,10 @@ class Decision(Enum):
 
 
 class UserRateLimiter(Protocol):
-    async def check(self, key: int) -> Decision:
-        """Count one message of `key` if the window has room; what to do with it."""
+    async def check(self, key: int, event: str | None = None) -> Decision:
+        """Count one message of `key` if the window has room; what to do with it. `event` names
+        the message (the update's id): where the window is shared, a message checked again (by
+        another replica that took its update over) is admitted again, not counted twice."""
         ...
 
 
@@ -49,8 +51,10 @@ class SlidingWindowLimiter:
         self._warned: set[int] = set()
         self._checks = 0
 
-    async def check(self, key: int) -> Decision:
-        """Count one message of `key` if the window has room; what to do with it."""
+    async def check(self, key: int, event: str | None = None) -> Decision:
+        """Count one message of `key` if the window has room; what to do with it. `event` is not
+        needed here: a message handled again in this process keeps its first decision (the
+        dispatcher's memo), and another process never counted it in its own window."""
         return self.decide(key)
 
     def decide(self, key: int) -> Decision:

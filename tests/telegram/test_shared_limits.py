@@ -119,6 +119,18 @@ async def test_two_replicas_count_a_person_in_one_window(
     assert decisions == [ALLOW, ALLOW, ALLOW, WARN, DROP, ALLOW]
 
 
+async def test_an_update_taken_over_by_another_replica_is_counted_once(
+    redis_clients: Callable[[], Redis], redis_prefix: str
+) -> None:
+    one = RedisSlidingWindowLimiter(redis_clients(), redis_prefix, 2, 60.0, _failover())
+    two = RedisSlidingWindowLimiter(redis_clients(), redis_prefix, 2, 60.0, _failover())
+    assert [await one.check(1, event=n) for n in ("100", "101")] == [ALLOW, ALLOW]
+    # `one` dies before update 101 is done; `two` takes it over and checks it again, the
+    # window full with it: admitted, not counted again
+    assert await two.check(1, event="101") is ALLOW
+    assert [await two.check(1, event=n) for n in ("102", "103")] == [WARN, DROP]
+
+
 async def test_concurrent_checks_of_two_replicas_admit_exactly_the_limit(
     redis_clients: Callable[[], Redis], redis_prefix: str
 ) -> None:

@@ -24,6 +24,7 @@ from config import Settings
 
 if TYPE_CHECKING:  # the Telegram stack loads only when this command runs
     from bot.app import App
+    from bot.telegram.one_time_setup import WebhookTarget
     from bot.telegram.redaction import RedactSecrets
     from bot.telegram.webhook import WebhookConfig
 
@@ -116,9 +117,12 @@ def checked_token(settings: Settings) -> str:
     return token
 
 
-def webhook_config(args: argparse.Namespace, settings: Settings) -> WebhookConfig | None:
-    from bot.observability.endpoints import PATHS
-    from bot.telegram.webhook import SECRET_TOKEN_FORMAT, WebhookConfig
+def webhook_target(args: argparse.Namespace, settings: Settings) -> WebhookTarget | None:
+    """`--webhook-url` and its secret (`--secret-token`, else `SECRET_ENV`), checked: one rule
+    for a webhook replica and for `chatbot telegram setup`, which sets the webhook the replicas
+    serve. None without `--webhook-url`."""
+    from bot.telegram.one_time_setup import WebhookTarget
+    from bot.telegram.webhook import SECRET_TOKEN_FORMAT
 
     if not args.webhook_url:
         return None
@@ -128,10 +132,20 @@ def webhook_config(args: argparse.Namespace, settings: Settings) -> WebhookConfi
     configured = settings.telegram.webhook_secret_token
     secret = args.secret_token or (configured.get_secret_value() if configured else "")
     if not secret:
-        raise CliError(f"webhook mode needs a secret token: set {SECRET_ENV} or --secret-token")
+        raise CliError(f"a webhook needs a secret token: set {SECRET_ENV} or --secret-token")
     if not SECRET_TOKEN_FORMAT.match(secret):
         raise CliError("the webhook secret token must be 1-256 characters A-Z, a-z, 0-9, _ or -")
-    config = WebhookConfig(args.webhook_url, secret, args.listen, args.port, args.url_path)
+    return WebhookTarget(args.webhook_url, secret)
+
+
+def webhook_config(args: argparse.Namespace, settings: Settings) -> WebhookConfig | None:
+    from bot.observability.endpoints import PATHS
+    from bot.telegram.webhook import WebhookConfig
+
+    target = webhook_target(args, settings)
+    if target is None:
+        return None
+    config = WebhookConfig(target.url, target.secret_token, args.listen, args.port, args.url_path)
     if config.route in PATHS:
         raise CliError(
             f"the webhook path cannot be {config.route} (metrics and health checks): use --url-path"

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import logging
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from bot.cli.errors import CliError
 from config import Settings
@@ -59,33 +58,14 @@ def register(telegram_parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.cli.telegram import checked_token
+    from bot.cli.telegram import checked_token, webhook_target
     from bot.telegram import redaction
 
     token = checked_token(settings)
-    webhook = _webhook_target(args, settings)
+    webhook = webhook_target(args, settings)
     redactor = redaction.install([token, webhook.secret_token if webhook else ""])
     asyncio.run(_set_up(settings, token, webhook, redactor))
     return 0
-
-
-def _webhook_target(args: argparse.Namespace, settings: Settings) -> WebhookTarget | None:
-    from bot.cli.telegram import SECRET_ENV
-    from bot.telegram.one_time_setup import WebhookTarget
-    from bot.telegram.webhook import SECRET_TOKEN_FORMAT
-
-    if not args.webhook_url:
-        return None
-    url = urlsplit(args.webhook_url)
-    if url.scheme not in ("https", "http") or not url.hostname:
-        raise CliError(f"--webhook-url must be an absolute https:// URL, not {args.webhook_url!r}")
-    configured = settings.telegram.webhook_secret_token
-    secret = args.secret_token or (configured.get_secret_value() if configured else "")
-    if not secret:
-        raise CliError(f"a webhook needs a secret token: set {SECRET_ENV} or --secret-token")
-    if not SECRET_TOKEN_FORMAT.match(secret):
-        raise CliError("the webhook secret token must be 1-256 characters A-Z, a-z, 0-9, _ or -")
-    return WebhookTarget(args.webhook_url, secret)
 
 
 async def _set_up(

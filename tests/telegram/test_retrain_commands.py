@@ -152,11 +152,13 @@ async def test_retrain_teaches_the_running_bot_a_new_pattern(rbot: Harness) -> N
     too_few = await _answer(rbot, ADMIN, "/retrain")
     assert too_few.startswith("Not retraining: only 0 new training pairs")
 
-    # People talk among themselves in groups (the bot is not addressed, it only listens) ...
+    # People talk among themselves in groups (the bot is not addressed, it only listens), three
+    # of them taking turns, so that the pattern's new words may join the vocabulary ...
+    people = [ANN, BOB, tg.user(103, "Cy")]
     for n, question in enumerate(PATTERN[1:]):
         group = tg.group_chat(-3000 - n, f"Group {n}")
-        rbot.fake.say(ANN, question, chat=group)
-        rbot.fake.say(BOB, PATTERN_REPLY, chat=group)
+        rbot.fake.say(people[n % 3], question, chat=group)
+        rbot.fake.say(people[(n + 1) % 3], PATTERN_REPLY, chat=group)
     # ... and an admin teaches the same answer to the first question.
     await _answer(rbot, ADMIN, f"/teach {PATTERN[0]} => {PATTERN_REPLY}")
     await rbot.settle()

@@ -1,19 +1,26 @@
 """/export through the fake Bot API: a document (sendDocument) holding exactly the asker's
-messages and the bot's replies to them, only in the private chat, once per cooldown, nothing for
-a person with nothing stored or forgotten."""
+messages and the bot's replies to them, only in the private chat, once per cooldown (across
+webhook replicas that share Redis), nothing for a person with nothing stored or forgotten."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from bot.app import build_app
 from bot.export_formats import FIELDS
-from bot.telegram import export_command, phrases
+from bot.telegram import build_application, export_command, phrases, running
+from bot.telegram.webhook import WebhookConfig
+from config import Settings
+from tests.support.fake_telegram import FakeTelegram
 from tests.support.fake_telegram.server import SentDocument
 from tests.telegram.harness import ANN, BOB, GROUP, Harness, buttons
 
@@ -137,3 +144,47 @@ async def test_export_is_in_help_and_the_command_menu(bot: Harness) -> None:
     assert "/export" in phrases.HELP
     default = json.dumps({"type": "default"}, sort_keys=True)
     assert "export" in [c["command"] for c in bot.fake.commands[default]]
+
+
+async def test_webhook_replicas_sharing_redis_refuse_a_second_export_within_the_cooldown(
+    fake: FakeTelegram,
+    make_settings: Callable[..., Settings],
+    sqlite_template: Path,
+    tmp_path: Path,
+    redis_prefix: str,
+    redis_url: str,
+) -> None:
+    """Two replicas that share nothing but Redis (each its own database, so each handles the
+    /export the load balancer gave it): the first /export, through one, starts the cooldown
+    (nothing stored: a sentence); the second, through the other, is told to wait. Each alone
+    would have answered both."""
+    second_db = tmp_path / "second.db"
+    shutil.copyfile(sqlite_template, second_db)
+    shared = {"redis_url": SecretStr(redis_url), "redis_key_prefix": redis_prefix}
+    apps = [
+        build_app(make_settings(database_url=url).model_copy(update=shared))
+        for url in (None, f"sqlite:///{second_db}")
+    ]
+    config = WebhookConfig("https://bot.example.org/hook", "replica-secret", port=0)
+    try:
+        async with (
+            running(build_application(apps[0]), config) as one,
+            running(build_application(apps[1]), config) as two,
+        ):
+            assert one.webhook is not None and two.webhook is not None
+            fake.route_webhook(
+                f"http://127.0.0.1:{one.webhook.port}/hook",
+                f"http://127.0.0.1:{two.webhook.port}/hook",
+            )
+            for count in (1, 2):
+                fake.say(ANN, "/export")
+                await fake.wait_for_message(ANN["id"], count, timeout=30)
+            for app, replica in zip(apps, (one, two), strict=True):  # all handled, all sent
+                await Harness(fake, app, replica).settle(timeout=30)
+            handled = [one.dispatcher.handled, two.dispatcher.handled]
+        sent = [m["text"] for m in fake.sent(ANN["id"])]
+        assert handled == [1, 1]  # one /export through each replica
+        assert sent == [export_command.NOTHING, export_command.WAIT.format(minutes=10)]
+    finally:
+        for app in apps:
+            await app.close()

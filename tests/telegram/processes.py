@@ -8,16 +8,20 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+import aiohttp
 import pytest
 
 from tests.support.fake_telegram import FakeTelegram
+from tests.support.waiting import POLL_S
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
+# `chatbot ARGS...` as the installed entry point runs it.
+CHATBOT = ("-c", "import sys; from bot.cli import main; sys.exit(main())")
 
 
 def free_port() -> int:
@@ -45,14 +49,14 @@ def bot_env(
 
 
 async def start_bot_process(
-    args: list[str], env: dict[str, str], log: Path
+    args: list[str], env: dict[str, str], log: Path, *, program: Sequence[str] = CHATBOT
 ) -> asyncio.subprocess.Process:
-    """`chatbot ARGS...`, its output appended to `log` (a file: output must never block it)."""
+    """`chatbot ARGS...` (or `python PROGRAM... ARGS...`), its output appended to `log` (a file:
+    output must never block it)."""
     with log.open("ab") as out:
         return await asyncio.create_subprocess_exec(
             sys.executable,
-            "-c",
-            "import sys; from bot.cli import main; sys.exit(main())",
+            *program,
             *args,
             cwd=log.parent,
             env=env,
@@ -73,6 +77,27 @@ async def unless_it_exits(
         pytest.fail(f"chatbot exited with {process.returncode}:\n{log.read_text()[-3000:]}")
     exited.cancel()
     return result.result()
+
+
+async def until_healthy(
+    port: int, process: asyncio.subprocess.Process, log: Path, timeout: float = 120.0
+) -> None:
+    """Until the webhook server on `port` answers `GET /healthz` with 200 (the process is up and
+    takes updates); fails with the end of its log if the process exits first."""
+
+    async def healthy() -> None:
+        url = f"http://127.0.0.1:{port}/healthz"
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.get(url) as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(POLL_S)
+
+    await unless_it_exits(asyncio.wait_for(healthy(), timeout), process, log)
 
 
 async def kill_hard(process: asyncio.subprocess.Process) -> None:

@@ -18,7 +18,9 @@ Updates wait in one queue until confirmed, as on Telegram: by getUpdates' `offse
 in webhook mode (`route_webhook`: where the webhook URL is served locally) by a 200 answer to
 the POST that delivers them. Like Telegram, the fake POSTs a chat's updates one at a time and in
 order, and sends an update again (after a short pause) when the POST fails: an error status, a
-refused connection, a process killed mid-request.
+refused connection, a process killed mid-request, no answer within `webhook_timeout_seconds`.
+With several local URLs (replicas behind a load balancer) the POSTs take turns among them, and a
+re-sent update goes to the next one (`webhook_posts` records who got which).
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ class _Fault:
 # Webhook redelivery: pauses after a failed POST, doubled from the first up to the last.
 REDELIVER_FIRST_SECONDS = 0.05
 REDELIVER_MAX_SECONDS = 0.5
+# A webhook POST not answered within this long counts as failed and is sent again.
+WEBHOOK_TIMEOUT_SECONDS = 60.0
 
 
 class FakeTelegram:
@@ -127,9 +131,12 @@ class FakeTelegram:
         self._webhook_turns = itertools.count()
         self._webhook_task: asyncio.Task[None] | None = None
         self._posting: set[int] = set()  # update ids with a webhook POST in flight
+        self._chats_of: dict[int, int | None] = {}  # update id -> its chat id, if any
         self._redeliver_at: dict[int, float] = {}  # update id -> when to POST it again
         self._post_failures: dict[int, int] = defaultdict(int)
         self.webhook_statuses: list[int] = []  # what the bot answered each POST (0: no answer)
+        self.webhook_posts: list[tuple[int, str, int]] = []  # (update id, target, status)
+        self.webhook_timeout_seconds = WEBHOOK_TIMEOUT_SECONDS
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -321,6 +328,12 @@ class FakeTelegram:
 
         await self._wait(confirmed, timeout, f"updates up to {target} confirmed")
 
+    def set_webhook(self, url: str, secret_token: str | None = None) -> None:
+        """The webhook as `setWebhook` sets it, set by the test: replicas that leave the call to a
+        one-time setup step do not make it when they start."""
+        self.webhook = {"url": url, **({"secret_token": secret_token} if secret_token else {})}
+        self._notify()
+
     def route_webhook(self, local_url: str, *more: str) -> None:
         """Deliver pushed updates to the webhook, which is served at `local_url` (the URL given
         in setWebhook is a public one), as Telegram does: see the module docstring. With `more`
@@ -334,9 +347,15 @@ class FakeTelegram:
     async def _deliver_webhooks(self) -> None:
         async with aiohttp.ClientSession() as session:
             while True:
-                async with self._changed:
-                    await self._changed.wait_for(lambda: bool(self._ready_for_webhook()))
+                ready: list[JSON] = []
+
+                def found() -> bool:
+                    nonlocal ready
                     ready = self._ready_for_webhook()
+                    return bool(ready)
+
+                async with self._changed:
+                    await self._changed.wait_for(found)
                 for update in ready:
                     self._posting.add(update["update_id"])
                     asyncio.get_running_loop().create_task(self._post_update(session, update))
@@ -350,7 +369,10 @@ class FakeTelegram:
         ready: list[JSON] = []
         chats_seen: set[int] = set()
         for update in self._pending:
-            chat = _chat_of(update)
+            # Looked up once per update: this runs on every change, over every pending update.
+            if update["update_id"] not in self._chats_of:
+                self._chats_of[update["update_id"]] = _chat_of(update)
+            chat = self._chats_of[update["update_id"]]
             if chat is not None:
                 if chat in chats_seen:
                     continue
@@ -367,14 +389,18 @@ class FakeTelegram:
         headers = {"Content-Type": "application/json"}
         if self.webhook.get("secret_token"):
             headers[_SECRET_HEADER] = self.webhook["secret_token"]
+        targets = self._webhook_targets
+        target = targets[next(self._webhook_turns) % len(targets)]
+        timeout = aiohttp.ClientTimeout(total=self.webhook_timeout_seconds)
         try:
-            targets = self._webhook_targets
-            target = targets[next(self._webhook_turns) % len(targets)]
-            async with session.post(target, data=json.dumps(update), headers=headers) as response:
+            async with session.post(
+                target, data=json.dumps(update), headers=headers, timeout=timeout
+            ) as response:
                 status = response.status
         except (TimeoutError, aiohttp.ClientError, OSError):
             status = 0
         self.webhook_statuses.append(status)
+        self.webhook_posts.append((update_id, target, status))
         self._posting.discard(update_id)
         if status == 200:
             self._pending = deque(u for u in self._pending if u["update_id"] != update_id)

@@ -215,12 +215,17 @@ class OutboxSender:
                     await self._record(outbox.record_progress, row.id, index + 1)
         except RetryAfter as exc:
             seconds = retry_after_seconds(exc)
-            log.info("chat %s: flood control, next try in %.0f s", row.chat_key, seconds)
+            log.info("flood control, next try in %.0f s", seconds, extra={"chat_id": row.chat_key})
             await self._retry_later(row, seconds, f"flood control: {exc}", failed_attempt=False)
             return
         except (BadRequest, Forbidden, ChatMigrated) as exc:
             level = logging.INFO if isinstance(exc, Forbidden) else logging.WARNING
-            log.log(level, "chat %s refused a message for good: %s; given up", row.chat_key, exc)
+            log.log(
+                level,
+                "a chat refused a message for good: %s; given up",
+                exc,
+                extra={"chat_id": row.chat_key},
+            )
             await self._record(outbox.give_up, row.id, f"{type(exc).__name__}: {exc}")
             return
         except TelegramError as exc:  # 5xx, timeouts, garbage, network: may pass

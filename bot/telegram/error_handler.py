@@ -36,4 +36,6 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         await context.bot.send_message(update.effective_chat.id, answers.APOLOGY)
     except TelegramError as exc:
-        log.warning("could not send the apology to chat %s: %s", update.effective_chat.id, exc)
+        log.warning(
+            "could not send the apology: %s", exc, extra={"chat_id": update.effective_chat.id}
+        )

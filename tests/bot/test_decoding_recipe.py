@@ -10,6 +10,7 @@ import pytest
 
 from bot.model_slot import ModelSlot
 from config import DecodingSettings, Settings
+from nlp.checkpoint import load_checkpoint, save_checkpoint
 from nlp.decoding_recipe import DECODING, choose_decoding, recommended_decoding
 from nlp.errors import CheckpointError
 from storage import model_versions
@@ -20,7 +21,11 @@ from storage.database import Database
 def shipped(tiny_model_dir: Path, tmp_path: Path) -> Path:
     """The tiny model with a reverse model beside it and a decoding.json naming both."""
     model = Path(shutil.copytree(tiny_model_dir, tmp_path / "default"))
-    shutil.copytree(tiny_model_dir, tmp_path / "default-reverse")
+    # A stand-in reverse model: the tiny model's weights under a reverse recipe (MMI refuses a
+    # model whose recipe says forward).
+    checkpoint = load_checkpoint(tiny_model_dir)
+    checkpoint.recipe = checkpoint.recipe.model_copy(update={"direction": "reverse"})
+    save_checkpoint(tmp_path / "default-reverse", checkpoint)
     (model / DECODING).write_text(
         json.dumps({"strategy": "beam", "beam_size": 3, "mmi_reverse_dir": "../default-reverse"})
     )

@@ -12,8 +12,10 @@ On SIGUSR1 the process writes a snapshot to STATS_FILE (atomically): its own CPU
 `resource.getrusage`), the decode and database totals, and the snapshot's number. The benchmark
 takes one before and one after its load: CPU outside the decode is the difference of the two.
 With `BENCH_PROFILE=FILE`, the main thread (event loop: HTTP server, PTB, handlers, HTTP client)
-is profiled with cProfile between the first and the second snapshot, and the statistics are
-written to FILE (pstats format).
+is profiled with cProfile, timed by the thread's CPU clock (not the wall clock, which a loaded
+machine inflates), between the first and the second snapshot; the statistics go to FILE
+(pstats format). cProfile counts every resumption of a coroutine as a call: read its times, not
+its call counts.
 """
 
 from __future__ import annotations

@@ -168,10 +168,12 @@ class DialogueService:
         if fixed is not None:
             return await self._answer_fixed(msg, text, fixed, route)
         async with self._lock_for(msg.platform, msg.chat_id):
-            if await self._seen_before(msg, route):
-                return DUPLICATE
             started = time.perf_counter()
-            history = await self.db.run_read(self._history_texts, msg)
+            # One read: a redelivery's stored turn, or else the context the model reads.
+            turn_id, history = await self.db.run_read(self._turn_or_history, msg)
+            if turn_id is not None:
+                await self._delivered_again(msg, turn_id, route)
+                return DUPLICATE
             try:
                 generated = await self.batcher.generate([*history, text])
             except Exception as exc:
@@ -254,15 +256,19 @@ class DialogueService:
         turn_id = await self.db.run_read(_stored_turn_id, msg)
         if turn_id is None:
             return False
+        await self._delivered_again(msg, turn_id, route)
+        return True
+
+    async def _delivered_again(self, msg: Incoming, turn_id: int, route: ReplyRoute | None) -> None:
+        """`msg` was stored before as `turn_id`: queue its answer if it is still owed."""
         if route is not None and await self.db.run(_queue_owed_answer, msg, turn_id, route):
             log.info(
                 "message %s of chat %s was delivered again; its answer is still owed: queued",
                 msg.message_id,
                 msg.chat_id,
             )
-            return True
+            return
         log.info("message %s of chat %s was delivered again; ignored", msg.message_id, msg.chat_id)
-        return True
 
     async def first_delivery(
         self, platform: str, chat_id: str | int, message_id: str | int
@@ -275,14 +281,20 @@ class DialogueService:
             log.info("command %s of chat %s was delivered again; ignored", message_id, chat_id)
         return first
 
-    def _history_texts(self, session: Session, msg: Incoming) -> list[str]:
-        """The texts of the chat's messages before this one (since its last /reset), oldest
-        first: as many as the active model reads (its recipe's context turns), less this one."""
-        k = self.models.current().responder.context_turns - 1
+    def _turn_or_history(self, session: Session, msg: Incoming) -> tuple[int | None, list[str]]:
+        """The chat looked up once, then: our id of `msg` if it was stored before (a platform
+        delivering it again), or else the texts of the chat's messages before it (since its last
+        /reset), oldest first: as many as the active model reads (its recipe's context turns),
+        less this one."""
         chat_id = conversations.find_chat(session, msg.platform, msg.chat_id)
-        if k <= 0 or chat_id is None:
-            return []
-        return context_starts.context_texts(session, chat_id, k)
+        if chat_id is None:
+            return None, []
+        if msg.message_id is not None:
+            turn = conversations.find_turn_by_external_id(session, chat_id, msg.message_id)
+            if turn is not None:
+                return turn.id, []
+        k = self.models.current().responder.context_turns - 1
+        return None, context_starts.context_texts(session, chat_id, k) if k > 0 else []
 
     def _lock_for(self, platform: str, chat_id: str | int) -> asyncio.Lock:
         key = _key(platform, chat_id)

@@ -152,6 +152,11 @@ class TelegramSettings(BaseModel):
     # httpx's pool scans every connection on every request (measured: 64 vs 256 halves p95).
     concurrent_updates: int = Field(64, ge=1)
     typing_delay_seconds: float = Field(0.5, ge=0)  # "typing…" only for replies slower than this
+    # HTTP connections to the Bot API, and requests in flight at once (the rest wait their turn):
+    # httpx's pool rescans every connection whenever one is taken or given back, so more cost
+    # CPU on every request (see bot/telegram/bot_api_request.py). 16 carry 160 requests/s at a
+    # 100 ms round trip, 16/s at 1 s: raise it for a Bot API server that far away.
+    connection_pool_size: int = Field(16, ge=1)
     # /metrics, /healthz, /readyz on a listener of their own (`--metrics-port`; the only way to
     # reach them in polling mode; the webhook server serves them too). None: no listener.
     metrics_port: int | None = Field(None, ge=0, le=65535)

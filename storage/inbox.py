@@ -16,17 +16,17 @@ Functions take a `Session` and leave the commit to the caller (see `storage.data
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, exists, false, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, exists, false, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
 from storage.database import Database, execute_dml
-from storage.dialects import upsert_insert
 from storage.errors import DatabaseUnavailableError
 from storage.faults import describe, is_transient
 from storage.tables import DeliveryStatus, InboxUpdate, Platform, utcnow
@@ -52,6 +52,31 @@ class ClaimedUpdate:
     attempts: int  # claims so far, this one included
 
 
+def _store_statement(insert: Callable[[Table], Any]) -> Any:
+    return (
+        insert(_inbox)
+        .values(
+            platform=bindparam("platform", type_=_inbox.c.platform.type),
+            update_id=bindparam("update_id", type_=_inbox.c.update_id.type),
+            chat_key=bindparam("chat_key", type_=_inbox.c.chat_key.type),
+            payload=bindparam("payload", type_=_inbox.c.payload.type),
+            status=PENDING,
+            attempts=0,
+            received_at=bindparam("received_at", type_=_inbox.c.received_at.type),
+        )
+        .on_conflict_do_nothing(index_elements=["platform", "update_id"])
+        .returning(_inbox.c.id)
+    )
+
+
+# Built once, executed with parameters: every update goes through here, and building (and
+# cache-keying) the statement each time cost about as much CPU as running it.
+_STORE = {
+    "postgresql": _store_statement(postgresql.insert),
+    "sqlite": _store_statement(sqlite.insert),
+}
+
+
 def store(
     session: Session,
     platform: Platform | str,
@@ -69,19 +94,12 @@ def store(
             "update_id": received.update_id,
             "chat_key": received.chat_key,
             "payload": received.payload,
-            "status": PENDING,
-            "attempts": 0,
             "received_at": received_at,
         }
         for received in sorted(updates, key=lambda received: received.update_id)
     ]
-    statement = (
-        upsert_insert(session, _inbox)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["platform", "update_id"])
-        .returning(_inbox.c.id)
-    )
-    return len(session.execute(statement).all())
+    statement = _STORE[session.get_bind().dialect.name]
+    return len(session.execute(statement, rows[0] if len(rows) == 1 else rows).all())
 
 
 def claim(

@@ -29,6 +29,7 @@ from telegram.ext import (
 from bot.admin_service import AdminService
 from bot.app import App
 from bot.telegram import admin, export_command, feedback, forget, handlers, retrain_commands
+from bot.telegram.bot_api_request import QueuedHTTPXRequest, get_updates_request
 from bot.telegram.delivery import OutboxSender
 from bot.telegram.dispatcher import Dispatcher
 from bot.telegram.error_handler import on_error
@@ -85,12 +86,8 @@ def build_application(app: App) -> Application:
         .base_file_url(file_url(settings.base_url))
         .rate_limiter(ChatFloodLimiter(limits.flood, max_retries=settings.flood_max_retries))
         .updater(None)
-        .connect_timeout(timeout)
-        .read_timeout(timeout)
-        .write_timeout(timeout)
-        .pool_timeout(timeout)
-        .get_updates_connect_timeout(timeout)
-        .get_updates_read_timeout(timeout)
+        .request(QueuedHTTPXRequest(settings.connection_pool_size, timeout))
+        .get_updates_request(get_updates_request(timeout))
         .job_queue(None)
     )
     application = builder.build()

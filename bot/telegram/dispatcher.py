@@ -40,7 +40,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -61,14 +63,28 @@ log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 
 
+# Updates this process parsed as they arrived, kept for its handlers (most claims are of updates
+# the claiming process stored itself): at most this many, the oldest dropped first.
+PARSED_KEPT = 1024
+
+
+@dataclass(frozen=True)
+class ParsedUpdate(ReceivedUpdate):
+    """A received update with the `Update` the front end parsed from it, so that the process
+    which claims it can skip parsing the stored payload again (the inbox stores the payload)."""
+
+    update: Update | None = field(default=None, compare=False, repr=False)
+
+
 def received(update: Update, payload: dict[str, Any] | None = None) -> ReceivedUpdate:
     """An update as the inbox stores it: `payload` is the JSON Telegram sent (default: PTB's
     own rendering of `update`, which keeps fields it does not know)."""
     chat = update.effective_chat
-    return ReceivedUpdate(
+    return ParsedUpdate(
         update_id=update.update_id,
         chat_key=None if chat is None else str(chat.id),
         payload=payload if payload is not None else update.to_dict(),
+        update=update,
     )
 
 
@@ -102,6 +118,7 @@ class Dispatcher:
         # inbox row id -> None (done) or why it was given up: recorded with the next claim
         self._finished: dict[int, str | None] = {}
         self._memos: dict[int, dict[str, Any]] = {}  # update id -> what its handlers decided
+        self._parsed: OrderedDict[int, Update] = OrderedDict()  # update id -> as it arrived here
         self.handled = 0  # updates this process ran the handlers of, to the end
         self.reruns = 0  # runs of handlers again after a database outage
 
@@ -117,6 +134,11 @@ class Dispatcher:
                 self.watch.failed(exc)
             raise
         self.watch.answered()
+        for stored in updates:
+            if isinstance(stored, ParsedUpdate) and stored.update is not None:
+                self._parsed[stored.update_id] = stored.update
+        while len(self._parsed) > PARSED_KEPT:
+            self._parsed.popitem(last=False)
         self.wake()
 
     def wake(self) -> None:
@@ -262,11 +284,13 @@ class Dispatcher:
                 row.attempts - 1,
             )
             return f"given up after {row.attempts - 1} claims"
-        try:
-            update = Update.de_json(row.payload, self.application.bot)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            log.warning("update %s is not an update we can read: %s", row.update_id, exc)
-            return f"unreadable: {exc}"
+        update = self._parsed.pop(row.update_id, None)
+        if update is None:  # stored by another process, or before a restart
+            try:
+                update = Update.de_json(row.payload, self.application.bot)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                log.warning("update %s is not an update we can read: %s", row.update_id, exc)
+                return f"unreadable: {exc}"
         attempt = 0
         self._memos[row.update_id] = {}
         while True:

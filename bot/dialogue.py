@@ -35,7 +35,7 @@ from storage.database import Database
 from storage.errors import StorageError
 from storage.faults import is_transient
 from storage.feedback import get_feedback, set_feedback
-from storage.handled_commands import claim_command
+from storage.handled_commands import CommandClaim, claim_command
 from storage.outbox import OutgoingMessage
 from storage.privacy import ForgetResult
 from storage.stats import Counts, counts
@@ -271,15 +271,40 @@ class DialogueService:
         log.info("message %s of chat %s was delivered again; ignored", msg.message_id, msg.chat_id)
 
     async def first_delivery(
-        self, platform: str, chat_id: str | int, message_id: str | int
+        self,
+        platform: str,
+        chat_id: str | int,
+        message_id: str | int,
+        *,
+        update_id: int | None = None,
+        answer_key: str | None = None,
     ) -> bool:
-        """Whether a command (which is not stored as dialogue) arrives for the first time; a
-        redelivery, like a text's, is not to be answered again. Recorded in the database, so a
-        restarted process or another replica knows it too."""
-        first = await self.db.run(claim_command, platform, chat_id, message_id)
-        if not first:
+        """Whether a command (which is not stored as dialogue) is to be handled: it arrives for
+        the first time, or `update_id`, the update that claimed it before, comes again without
+        its answer (keyed `answer_key` in the outbox) queued: a process died between claiming
+        and answering. A redelivery (another update), like a text's, is not answered again.
+        Recorded in the database, so a restarted process or another replica knows it too."""
+        claim = await self.db.run(
+            claim_command,
+            platform,
+            chat_id,
+            message_id,
+            update_id=update_id,
+            answer_key=answer_key,
+        )
+        if claim is CommandClaim.RESUMED:
+            log.info(
+                "command %s of chat %s was claimed by update %s, which never answered it "
+                "(a process died?); handled again",
+                message_id,
+                chat_id,
+                update_id,
+            )
+        elif claim is CommandClaim.ANSWERED:
+            log.info("command %s of chat %s was answered before; ignored", message_id, chat_id)
+        elif claim is CommandClaim.DUPLICATE:
             log.info("command %s of chat %s was delivered again; ignored", message_id, chat_id)
-        return first
+        return claim.to_handle
 
     def _turn_or_history(self, session: Session, msg: Incoming) -> tuple[int | None, list[str]]:
         """The chat looked up once, then: our id of `msg` if it was stored before (a platform

@@ -219,7 +219,9 @@ class TaughtPair(Base):
 
 class HandledCommand(Base):
     """A command a platform delivered, by its message id, so that a redelivery is not answered
-    again (texts need no such row: the stored message carries its platform id)."""
+    again (texts need no such row: the stored message carries its platform id). `update_id`: the
+    platform update that claimed it (None for commands claimed before revision 0007), so that the
+    same update handled again after a crash is answered, not taken for a redelivery."""
 
     __tablename__ = "handled_commands"
     __table_args__ = (
@@ -232,6 +234,7 @@ class HandledCommand(Base):
     chat_external_id: Mapped[str] = mapped_column(String(64))
     external_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    update_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class DeliveryStatus(StrEnum):

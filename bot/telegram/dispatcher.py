@@ -26,12 +26,19 @@ The memo is this process's: an update that another replica takes over (this one 
 its lease in a long outage) is decided again there. What must hold across replicas therefore
 knows the update by its id: the shared rate limit admits an update it counted before without
 counting it again (`redis_rate_limit`), and the /export cooldown lets through the update that
-started it (`export_cooldown`); in one process a restart starts with empty windows anyway. Not
-so a command's claim (`storage.handled_commands`, keyed by the platform's message id, committed
-before the handler runs): an update taken over after its claim committed is dropped as a
-redelivery, so a process dying between claiming a command and answering it leaves that command
-unanswered. Recording the claiming update's id with the claim (a migration) would let the
-taking-over replica answer it.
+started it (`export_cooldown`); in one process a restart starts with empty windows anyway.
+Likewise a command's claim (`storage.handled_commands`, keyed by the platform's message id and
+committed before the handler runs) names the update that made it: that update handled again
+(this process died between claiming and answering) runs the command, unless its answer (the
+update's first key from `send_key()`, `answer_key()`) is already in the outbox; a different
+update carrying the same message is a redelivery and is dropped.
+
+So a command is answered exactly once (a reply lost on its way to Telegram aside) and its handler
+runs again only when a process died after claiming it and before its answer was queued. Handlers
+are written to survive that: most set state (`/reset`, `/optout`, `/schedule`) or only read, a
+second `/retrain` finds the first run's lock, `/export`'s cooldown knows the update; `/teach`
+and `/rollback`, whose change commits just before their answer is queued, may do it twice if the
+process dies between the two.
 """
 
 from __future__ import annotations
@@ -158,7 +165,14 @@ class Dispatcher:
         if not isinstance(update, Update):
             return None
         counter = self._send_counters.get(update.update_id)
-        return None if counter is None else f"update:{update.update_id}:{next(counter)}"
+        return None if counter is None else _send_key(update.update_id, next(counter))
+
+    def answer_key(self, update: object) -> str | None:
+        """The outbox key of the first message queued while handling `update` (a command's
+        answer), without using it up; None outside a dispatched update."""
+        if not isinstance(update, Update) or update.update_id not in self._send_counters:
+            return None
+        return _send_key(update.update_id, 0)
 
     def memo(self, update: object) -> dict[str, Any]:
         """What the handlers of `update` decided in an earlier run of them (this process only;
@@ -316,6 +330,10 @@ class Dispatcher:
             self.leases.held.discard(row.id)
             log.info("update %s was taken over by another process", row.update_id)
         return mine
+
+
+def _send_key(update_id: int, n: int) -> str:
+    return f"update:{update_id}:{n}"
 
 
 def _finish_and_claim(

@@ -30,15 +30,20 @@ log = logging.getLogger(__name__)
 
 async def drop_redelivered_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Runs before every command (handler group -1): a command Telegram delivers a second time
-    (the bot restarted before acknowledging it, a webhook retried) is answered only once."""
+    (the bot restarted before acknowledging it, a webhook retried) is answered only once; the
+    same update handled again because the process that claimed it died is answered then."""
     message = update.message
     if message is None:
         return
     state = bot_state(context)
     memo = state.dispatcher.memo(update)  # handled again after an outage: our claim stands
-    if "first_delivery" not in memo:
+    if "first_delivery" not in memo:  # taken over after a crash: the claim names this update
         memo["first_delivery"] = await state.service.first_delivery(
-            PLATFORM, message.chat.id, message.message_id
+            PLATFORM,
+            message.chat.id,
+            message.message_id,
+            update_id=update.update_id,
+            answer_key=state.dispatcher.answer_key(update),
         )
         outcomes.command_delivery(memo["first_delivery"])
     if not memo["first_delivery"]:

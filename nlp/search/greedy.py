@@ -12,7 +12,7 @@ from torch import Tensor
 
 from nlp.search.hypothesis import Hypothesis, strip_eos
 from nlp.search.step import StepConstraints, Stepper
-from nlp.seq2seq import Seq2Seq
+from nlp.seq2seq import EncoderMemory, Hidden, Seq2Seq
 from nlp.vocabulary import EOS_ID, PAD_ID, SOS_ID
 
 Chooser = Callable[[Tensor], Tensor]  # log-probs (N, vocab) -> next token ids (N,)
@@ -50,8 +50,24 @@ def token_by_token(
     every row has produced <eos>. A row that has leaves the decode (the decoder runs on the rest
     only: sampled batches have a long tail of rows still going); it only pads from there."""
     memory, hidden = model.encode(src, src_lengths)
+    return token_by_token_from(
+        model, memory, hidden, max_length, constraints, choose, keep_attention
+    )
+
+
+def token_by_token_from(
+    model: Seq2Seq,
+    memory: EncoderMemory,
+    hidden: Hidden,
+    max_length: int,
+    constraints: StepConstraints,
+    choose: Chooser,
+    keep_attention: bool = False,
+) -> list[Hypothesis]:
+    """`token_by_token` from contexts already encoded (one row each): sample-and-rerank encodes
+    each context once and expands its rows, instead of encoding N identical copies."""
     step = Stepper(model, memory, hidden, constraints, keep_attention, max_length)
-    batch, device = src.size(0), src.device
+    batch, device = memory.keys.size(0), memory.keys.device
     history = torch.full((batch, 1), SOS_ID, dtype=torch.long, device=device)
     scores = torch.zeros(batch, device=device)
     active = torch.arange(batch, device=device)  # (A,) rows still decoding

@@ -7,7 +7,12 @@ from config import DecodingSettings, ModelSettings
 from nlp.responder import Responder
 from nlp.search import StepConstraints, sample
 from nlp.search.hypothesis import Hypothesis
-from nlp.search.rerank import RerankScoring, rerank_scores, sample_and_rerank
+from nlp.search.rerank import (
+    RerankScoring,
+    draw_candidates,
+    rerank_scores,
+    sample_and_rerank,
+)
 from nlp.seq2seq import Seq2Seq
 from nlp.vocabulary import EOS_ID
 
@@ -49,6 +54,31 @@ def test_responder_rerank_of_one_equals_responder_sampling(
         tiny_model_dir, settings.model_copy(update={"strategy": "rerank", "rerank_candidates": 1})
     ).generate(contexts)
     assert [(r.text, r.score) for r in reranked] == [(r.text, r.score) for r in sampled]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_candidates_from_one_encoding_equal_sampling_the_repeated_contexts(seed: int) -> None:
+    """Encoding each context once and expanding it draws what encoding N copies drew."""
+    model = _random_model(seed)
+    src, lengths = _src()
+    n, constraints = 6, StepConstraints(min_length=1, no_repeat_ngram=2)
+    expanded = draw_candidates(
+        model, src, lengths, 12, n, constraints, 1.3, 0, 0.95, torch.Generator().manual_seed(seed)
+    )
+    repeated = sample(
+        model,
+        src.repeat_interleave(n, dim=0),
+        lengths.repeat_interleave(n),
+        12,
+        constraints,
+        1.3,
+        0,
+        0.95,
+        torch.Generator().manual_seed(seed),
+    )
+    assert len({tuple(h.tokens) for h in expanded}) > n  # the draws differ: a real comparison
+    assert [h.tokens for h in expanded] == [h.tokens for h in repeated]
+    assert [h.score for h in expanded] == pytest.approx([h.score for h in repeated], abs=1e-5)
 
 
 def test_rerank_is_reproducible_with_a_seeded_generator() -> None:

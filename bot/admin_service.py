@@ -10,17 +10,19 @@ text the database cannot hold) come back as results, not exceptions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy.orm import Session
 
 from bot import answers
 from bot.app import App
+from bot.command_answer import AnsweredBefore, CommandAnswer
 from bot.dialogue import storable_chat, storable_user
 from bot.retraining.errors import NotEnoughPairsError, RetrainError
 from bot.retraining.job import PreparedRun, RetrainOutcome
@@ -36,6 +38,9 @@ from storage.training_runs import RunInfo
 log = logging.getLogger(__name__)
 
 _ARROW = "=>"
+R = TypeVar("R")
+# The result of a command whose answer another run of it queued (and whose change it made).
+ANSWERED_BEFORE = "answered by another run of this command"
 
 
 @dataclass(frozen=True)
@@ -167,28 +172,49 @@ class AdminService:
 
     # ---- teaching and the model registry --------------------------------------------------------
 
-    async def teach(self, chat: ChatRef, user: UserRef, taught: Teaching) -> TeachResult:
+    async def teach(
+        self,
+        chat: ChatRef,
+        user: UserRef,
+        taught: Teaching,
+        answer: CommandAnswer[TeachResult] | None = None,
+    ) -> TeachResult:
         """Store a pair for the next retraining, taught by `user` in `chat`. Either side longer
         than the dialogue's input limit is refused: the model would never be given such a
-        context, and a reply that long would be cut off in training."""
+        context, and a reply that long would be cut off in training. With `answer`, the result's
+        answer is queued too, with the pair (see `bot.command_answer`)."""
         limit = self.app.settings.dialogue.max_input_chars
         if max(len(taught.context), len(taught.reply)) > limit:
-            return TeachResult(taught, None, answers.TEACH_TOO_LONG.format(limit=limit))
+            refused = TeachResult(taught, None, answers.TEACH_TOO_LONG.format(limit=limit))
+            return await self._answered(refused, answer)
         try:
-            pair_id = await self.app.db.run(
-                _store_teaching, storable_chat(chat), storable_user(user), taught
+            return await self.app.db.run(
+                _store_teaching, storable_chat(chat), storable_user(user), taught, answer
             )
         except StorageError as exc:  # e.g. text the database cannot hold
-            return TeachResult(taught, None, str(exc))
-        return TeachResult(taught, pair_id)
+            return await self._answered(TeachResult(taught, None, str(exc)), answer)
+        except AnsweredBefore:
+            log.info("/teach was answered by another run of it; taught nothing")
+            return TeachResult(taught, None, ANSWERED_BEFORE)
 
-    async def rollback(self) -> RollbackResult:
-        """Back to the previously active model version; running bots follow within seconds."""
+    async def rollback(self, answer: CommandAnswer[RollbackResult] | None = None) -> RollbackResult:
+        """Back to the previously active model version; running bots follow within seconds.
+        With `answer`, the result's answer is queued too, with the switch."""
         try:
-            version = await self.app.db.run(model_versions.rollback_version)
+            return await self.app.db.run(_roll_back, answer)
         except NoPreviousVersionError as exc:
-            return RollbackResult(None, str(exc))
-        return RollbackResult(version.name)
+            return await self._answered(RollbackResult(None, str(exc)), answer)
+        except AnsweredBefore:
+            log.info("/rollback was answered by another run of it; rolled nothing back")
+            return RollbackResult(None, ANSWERED_BEFORE)
+
+    async def _answered(self, result: R, answer: CommandAnswer[R] | None) -> R:
+        """`result` (a refusal: nothing changed), its answer queued if there is one and it was
+        not queued before."""
+        if answer is not None:
+            with contextlib.suppress(AnsweredBefore):
+                await self.app.db.run(answer.queue, result)
+        return result
 
     # ---- retraining -----------------------------------------------------------------------------
 
@@ -214,11 +240,28 @@ class AdminService:
         self.retrain_service.close()
 
 
-def _store_teaching(session: Session, chat: ChatRef, user: UserRef, taught: Teaching) -> int:
-    return teaching.add_taught_pair(
+def _store_teaching(
+    session: Session,
+    chat: ChatRef,
+    user: UserRef,
+    taught: Teaching,
+    answer: CommandAnswer[TeachResult] | None,
+) -> TeachResult:
+    pair_id = teaching.add_taught_pair(
         session,
         taught.context,
         taught.reply,
         user_id=conversations.get_or_create_user(session, user),
         chat_id=conversations.get_or_create_chat(session, chat),
     )
+    result = TeachResult(taught, pair_id)
+    if answer is not None:
+        answer.queue(session, result)
+    return result
+
+
+def _roll_back(session: Session, answer: CommandAnswer[RollbackResult] | None) -> RollbackResult:
+    result = RollbackResult(model_versions.rollback_version(session).name)
+    if answer is not None:
+        answer.queue(session, result)
+    return result

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot import answers, command_replies
+from bot.command_answer import CommandAnswer
 from bot.telegram import outgoing
 from bot.telegram.state import PLATFORM, bot_state
+from storage.outbox import OutgoingMessage
 
+R = TypeVar("R")
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
 
@@ -49,3 +52,15 @@ async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def reply(update: Update, context: ContextTypes.DEFAULT_TYPE, text: str) -> None:
     """Answer in the update's chat (through the outbox), not shown as an answer to the command."""
     await outgoing.reply(update, context, text, quote=False)
+
+
+def answer_with(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, text: Callable[[R], str]
+) -> CommandAnswer[R] | None:
+    """The answer `reply` would queue, for the admin service to queue with the command's change
+    (`bot.command_answer`); None outside a chat."""
+    chat = update.effective_chat
+    if chat is None:
+        return None
+    key = bot_state(context).dispatcher.send_key(update)
+    return CommandAnswer(OutgoingMessage(PLATFORM, chat.id, "", dedupe_key=key), text)

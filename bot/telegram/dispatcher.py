@@ -36,9 +36,9 @@ update carrying the same message is a redelivery and is dropped.
 So a command is answered exactly once (a reply lost on its way to Telegram aside) and its handler
 runs again only when a process died after claiming it and before its answer was queued. Handlers
 are written to survive that: most set state (`/reset`, `/optout`, `/schedule`) or only read, a
-second `/retrain` finds the first run's lock, `/export`'s cooldown knows the update; `/teach`
-and `/rollback`, whose change commits just before their answer is queued, may do it twice if the
-process dies between the two.
+second `/retrain` finds the first run's lock, `/export`'s cooldown knows the update, and `/teach`
+and `/rollback` queue their answer in the transaction that makes their change
+(`bot.command_answer`), so a second run happens only when the change did not.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from bot.retraining.job import PreparedRun
 from bot.retraining.scheduler import RetrainScheduler, Schedule
 from bot.retraining.service import RetrainService
 from bot.telegram import retrain_phrases
-from bot.telegram.admin import admins_only, reply
+from bot.telegram.admin import admins_only, answer_with, reply
 from bot.telegram.groups import chat_kind
 from bot.telegram.outgoing import queue
 from bot.telegram.state import PLATFORM, BotState, bot_state, bot_state_of
@@ -94,12 +94,14 @@ async def teach(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     message, user = update.effective_message, update.effective_user
     assert message is not None and user is not None
-    result = await bot_state(context).admin.teach(
+    state = bot_state(context)
+    await state.admin.teach(  # the answer is queued with the pair: taught once, however it ends
         ChatRef(PLATFORM, message.chat.id, chat_kind(message.chat), message.chat.title),
         UserRef(PLATFORM, user.id, user.full_name),
         taught,
+        answer_with(update, context, command_replies.teach_text),
     )
-    await reply(update, context, command_replies.teach_text(result))
+    state.sender.wake()
 
 
 # ---- /schedule -----------------------------------------------------------------------------------
@@ -147,8 +149,9 @@ def _when(schedule: Schedule) -> str:
 
 @admins_only
 async def rollback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    result = await bot_state(context).admin.rollback()
-    await reply(update, context, command_replies.rollback_text(result))
+    state = bot_state(context)  # the answer is queued with the switch: rolled back once
+    await state.admin.rollback(answer_with(update, context, command_replies.rollback_text))
+    state.sender.wake()
 
 
 # ---- /optout, /optin (everyone) ------------------------------------------------------------------

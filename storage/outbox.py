@@ -19,16 +19,16 @@ Functions take a `Session` and leave the commit to the caller (see `storage.data
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from storage.database import execute_dml
-from storage.dialects import upsert_insert
 from storage.storable_text import check_storable
 from storage.tables import DeliveryStatus, Message, OutboxMessage, Platform, utcnow
 
@@ -73,31 +73,61 @@ class QueueState:
     next_attempt_at: datetime | None
 
 
+_QUEUED_COLUMNS = (
+    "platform",
+    "chat_key",
+    "text",
+    "reply_to_external_id",
+    "reply_markup",
+    "message_id",
+    "dedupe_key",
+    "next_attempt_at",
+    "created_at",
+)
+
+
+def _enqueue_statement(insert: Callable[[Table], Any]) -> Any:
+    return (
+        insert(_outbox)
+        .values(
+            {
+                **{name: bindparam(name, type_=_outbox.c[name].type) for name in _QUEUED_COLUMNS},
+                "status": PENDING,
+                "pieces_sent": 0,
+                "attempts": 0,
+            }
+        )
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(_outbox.c.id)
+    )
+
+
+# Built once, executed with parameters: every reply is queued here, and building (and
+# cache-keying) the statement each time cost a third of running it (0.2 of 0.75 ms).
+_ENQUEUE = {
+    "postgresql": _enqueue_statement(postgresql.insert),
+    "sqlite": _enqueue_statement(sqlite.insert),
+}
+
+
 def enqueue(
     session: Session, message: OutgoingMessage, *, now: datetime | None = None
 ) -> int | None:
     """Queue `message`; its id, or None when its `dedupe_key` was queued before."""
     created_at = now or utcnow()
-    statement = (
-        upsert_insert(session, _outbox)
-        .values(
-            platform=Platform(message.platform).value,
-            chat_key=str(message.chat_key),
-            text=check_storable(message.text, field="reply"),
-            reply_to_external_id=_optional_str(message.reply_to_external_id),
-            reply_markup=message.reply_markup,
-            message_id=message.message_id,
-            dedupe_key=message.dedupe_key,
-            status=PENDING,
-            pieces_sent=0,
-            attempts=0,
-            next_attempt_at=created_at,
-            created_at=created_at,
-        )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(_outbox.c.id)
-    )
-    inserted: int | None = session.execute(statement).scalar()
+    values = {
+        "platform": Platform(message.platform).value,
+        "chat_key": str(message.chat_key),
+        "text": check_storable(message.text, field="reply"),
+        "reply_to_external_id": _optional_str(message.reply_to_external_id),
+        "reply_markup": message.reply_markup,
+        "message_id": message.message_id,
+        "dedupe_key": message.dedupe_key,
+        "next_attempt_at": created_at,
+        "created_at": created_at,
+    }
+    statement = _ENQUEUE[session.get_bind().dialect.name]
+    inserted: int | None = session.execute(statement, values).scalar()
     return inserted
 
 

@@ -2,17 +2,21 @@
 that takes its update over; once its answer was queued it is not run again; and a different
 update carrying the same message stays a redelivery.
 
-The dead replica is simulated by the rows it leaves behind (the update stored and leased to it,
-the command claimed by that update, and, in one case, the pair taught and the answer queued),
-written before the real bot starts; the bot takes the update over when the lease runs out.
+In-process, the dead replica is simulated by the rows it leaves behind (the update stored and
+leased to it, the command claimed by that update, and, in one case, the pair taught and the
+answer queued), written before the real bot starts; the bot takes the update over when the lease
+runs out. With real processes on PostgreSQL, the first `chatbot telegram` is held between the
+claim and the answer (the test locks the outbox table) and killed with SIGKILL there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from bot import command_replies
@@ -23,8 +27,11 @@ from storage.database import Database
 from storage.handled_commands import claim_command
 from storage.inbox import ReceivedUpdate
 from storage.outbox import OutgoingMessage
+from storage.tables import HandledCommand
 from tests.support.fake_telegram import FakeTelegram
-from tests.telegram.harness import ADMIN, Harness
+from tests.support.waiting import wait_until_async
+from tests.telegram import processes
+from tests.telegram.harness import ADMIN, ANN, Harness
 
 pytestmark = pytest.mark.slow  # the whole Telegram stack with a model
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.slow)]
@@ -102,3 +109,68 @@ async def test_a_command_whose_answer_was_queued_is_not_run_again(
     assert answer["text"].startswith("Noted: “what colour is the sky” → “blue”")
     assert len(fake.sent(ADMIN["id"])) == 1  # sent from the outbox, not answered again
     assert _taught(bot) == [("what colour is the sky", "blue")]  # taught once
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_a_process_killed_between_claiming_a_command_and_answering_it(
+    fake: FakeTelegram, database: Database, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    env = processes.bot_env(
+        fake,
+        database.url.render_as_string(hide_password=False),
+        tmp_path,
+        tiny_model_dir,
+        CHATBOT_TELEGRAM__DELIVERY_LEASE_SECONDS="2",
+        CHATBOT_TELEGRAM__DELIVERY_POLL_SECONDS="0.2",
+        CHATBOT_TELEGRAM__POLL_TIMEOUT_SECONDS="1",
+    )
+    log = tmp_path / "chatbot.log"
+    process = await processes.start_bot_process(["telegram"], env, log)
+    try:
+        await processes.unless_it_exits(fake.wait_for("getUpdates", timeout=120), process, log)
+        with database.engine.connect() as locker:
+            # Queueing the answer waits for this lock: the command is claimed, not answered.
+            locker.execute(text("LOCK TABLE outbox_messages IN EXCLUSIVE MODE"))
+            update = fake.say(ANN, "/help")
+            await processes.unless_it_exits(
+                wait_until_async(
+                    lambda: _claim(database, update["message"]["message_id"]),
+                    timeout=60,
+                    what="the command to be claimed",
+                ),
+                process,
+                log,
+            )
+            await processes.kill_hard(process)
+            locker.rollback()
+        assert _claim(database, update["message"]["message_id"]) == (update["update_id"],)
+        assert fake.sent(ANN["id"]) == []
+
+        process = await processes.start_bot_process(["telegram"], env, log)
+        [answer] = await processes.unless_it_exits(
+            fake.wait_for_message(ANN["id"], timeout=120), process, log
+        )
+        code = await processes.stop(process)
+    finally:
+        await processes.kill_hard(process)
+
+    assert code == 0, log.read_text()[-3000:]
+    assert answer["text"] == phrases.HELP
+    assert [m["text"] for m in fake.sent(ANN["id"])] == [phrases.HELP]  # once
+    assert "Traceback" not in log.read_text()
+
+
+def _claim(db: Database, message_id: int) -> tuple[int | None] | None:
+    """The claim of the command in message `message_id` of ANN's chat, as (the update that made
+    it,); None while there is none."""
+
+    def read(session: Session) -> tuple[int | None] | None:
+        row = session.execute(
+            select(HandledCommand.update_id).where(
+                HandledCommand.chat_external_id == str(ANN["id"]),
+                HandledCommand.external_id == str(message_id),
+            )
+        ).one_or_none()
+        return None if row is None else (row.update_id,)
+
+    return db.read(read)

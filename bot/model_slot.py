@@ -56,6 +56,7 @@ class ModelSlot:
         self._lock = threading.Lock()
         self._last_check = 0.0
         self._failed: str | None = None  # a version that would not load is not retried
+        self._registry_down = False  # said once per outage, not once per check
         self._loaded = self._load_active()
 
     def current(self) -> LoadedModel:
@@ -73,13 +74,21 @@ class ModelSlot:
         """Switch to the registry's active version if it changed; True when it did."""
         with self._lock:
             self._last_check = time.monotonic()
-            active = self._active_in_registry()
+            try:
+                active = self._active_in_registry()
+            except SQLAlchemyError as exc:
+                # The check is for freshness only: the model in hand keeps answering, and the
+                # next check tries again (storing the replies has its own outage handling).
+                self._registry_unreachable(exc)
+                return False
+            self._registry_reachable()
             if active is None or active.name in (self._loaded.version, self._failed):
                 return False
             try:
                 loaded = self._load(active)
-            except SQLAlchemyError:
-                raise  # the database, not the version, failed: tried again at the next check
+            except SQLAlchemyError as exc:  # fetching its files: the database, not the version
+                self._registry_unreachable(exc)
+                return False
             except UnverifiedModelError as exc:  # one line: the reason says it all
                 log.error("refusing %s; still answering with %s", exc, self._loaded.version)
                 self._failed = active.name
@@ -93,6 +102,20 @@ class ModelSlot:
             self._loaded = loaded
             log.info("now answering with model version %s", active.name)
             return True
+
+    def _registry_unreachable(self, exc: SQLAlchemyError) -> None:
+        if not self._registry_down:
+            self._registry_down = True
+            log.warning(
+                "model registry unreachable (%s); still answering with %s",
+                type(exc).__name__,
+                self._loaded.version,
+            )
+
+    def _registry_reachable(self) -> None:
+        if self._registry_down:
+            self._registry_down = False
+            log.info("model registry reachable again")
 
     def _active_in_registry(self) -> VersionInfo | None:
         if self.db is None:

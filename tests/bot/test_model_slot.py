@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 
 from bot.model_files import read_checkpoint_files
 from bot.model_slot import ModelSlot
@@ -124,3 +125,34 @@ def test_a_stored_retrained_version_decodes_with_the_shipped_mmi_reverse_model(
     decoding = slot.current().responder.decoding
     assert decoding.mmi_reverse_dir == (shipped.parent / "default-reverse").resolve()
     assert slot.current().responder.reply(["hello"]) == ["Hi there!"]
+
+
+def test_an_unreachable_registry_keeps_the_current_model_answering(
+    tiny_model_dir: Path,
+    db: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A registry check during a database outage is skipped with one line for the whole outage;
+    the model in hand answers, and the check picks up a new version once the database is back."""
+    slot = ModelSlot(tiny_model_dir, DecodingSettings(), db, check_every_s=0.0)
+    reachable_read = db.read
+
+    def database_down(*args: object, **kwargs: object) -> object:
+        raise OperationalError("SELECT model_versions", {}, ConnectionError("server closed"))
+
+    monkeypatch.setattr(db, "read", database_down)
+    with caplog.at_level(logging.INFO, logger="bot.model_slot"):
+        for _ in range(3):
+            assert slot.refresh_if_due().version == tiny_model_dir.name
+        assert slot.current().responder.reply(["hello"]) == ["Hi there!"]
+        monkeypatch.setattr(db, "read", reachable_read)
+        v2 = shutil.copytree(tiny_model_dir, tmp_path / "v2")
+        with db.begin() as s:
+            model_versions.register_version(s, "v2", str(v2))
+            model_versions.activate_version(s, "v2")
+        assert slot.refresh_if_due().version == "v2"
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("registry unreachable" in m for m in messages) == 1
+    assert sum("reachable again" in m for m in messages) == 1

@@ -350,7 +350,9 @@ def _eval_prompts(args: argparse.Namespace, settings: Settings, decoding: Any) -
             other = decoding.model_validate({**decoding.model_dump(), **given})
         except (ValueError, TypeError) as exc:
             raise CliError(f"--compare-decoding: {one_line(exc)}") from exc
-        replies = [r.text for r in first.generate(texts, other)]
+        # Its own Responder: what a decoding loads (a reverse model, a blocklist, int8 weights)
+        # comes with the Responder, not with a call to it.
+        replies = Responder(args.checkpoint, other).reply(texts)
         columns.append((f"{args.checkpoint.name} ({args.compare_decoding})", replies))
     out.write_text(side_by_side(prompts, columns, f"Replies to {args.prompts}"), "utf-8")
     print(f"{len(prompts)} prompts, {len(columns)} column(s): {out}")

@@ -89,6 +89,29 @@ def test_prompt_table_compares_two_decoding_settings(
     assert lines[5].startswith("| 2 | bot | who made you? | A small team of engineers.")
 
 
+def test_the_compared_decoding_loads_its_own_reverse_model(
+    capsys: pytest.CaptureFixture[str], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The second column decodes with everything its settings load: a reverse model named there
+    is read (here refused: the tiny model is a forward model), never silently left out."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("hello\n")
+    code, _, err = _run(
+        capsys,
+        "eval",
+        str(tiny_model_dir),
+        "--prompts",
+        str(prompts),
+        "--greedy",
+        "--compare-decoding",
+        json.dumps({"strategy": "rerank", "mmi_reverse_dir": str(tiny_model_dir)}),
+        "--out",
+        str(tmp_path / "table.md"),
+    )
+    assert code == 2 and "MMI needs a reverse model" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_prompt_table_compares_two_models(
     capsys: pytest.CaptureFixture[str], tiny_model_dir: Path, tmp_path: Path
 ) -> None:

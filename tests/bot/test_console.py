@@ -300,14 +300,15 @@ def test_forget_asks_first_then_deletes_and_says_what_telegram_says(env: dict[st
     try:
         assert db.read(find_user, "console", getpass.getuser()) is not None  # nothing went yet
 
-        done = _chat(env, ["/forget yes"])
+        # One session (each costs a process start): delete, an empty history, nothing left.
+        done = _chat(env, ["/forget yes", "/history", "/forget yes"])
 
         assert "\n".join(done) == (
             "Done. Deleted 1 message, 1 reply of mine, 0 ratings and your user record.\n\n"
             + command_replies.FORGET_MODELS
+            + "\n"
+            + command_replies.FORGET_NOTHING
         )
         assert db.read(find_user, "console", getpass.getuser()) is None
-        assert _chat(env, ["/history"]) == []
-        assert _chat(env, ["/forget yes"]) == [command_replies.FORGET_NOTHING]
     finally:
         db.dispose()

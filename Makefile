@@ -27,11 +27,14 @@ telegram: install db-upgrade ## run the Telegram bot (needs CHATBOT_TELEGRAM_TOK
 db-upgrade: install ## create or migrate the local database (SQLite in data/ by default)
 	$(BIN)/chatbot db upgrade >/dev/null
 
+# Test worker processes (pytest-xdist); TEST_WORKERS=0 runs the tests in this one process.
+TEST_WORKERS ?= 2
+
 test: install ## run the whole test suite (SQLite + PostgreSQL, fake Telegram API, tiny models)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 test-fast: install ## the tests not marked slow: under a minute, for every change
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 lint: install ## ruff lint + format check + mypy type check
 	$(BIN)/ruff check .

@@ -10,6 +10,7 @@ from bot import answers
 from bot.dialogue import DialogueService, Incoming, ReplyRoute, UserRef
 from bot.model_slot import ModelSlot
 from config import DialogueSettings, StorageSettings
+from nlp.responder import Reply
 from storage import conversations, privacy
 from storage.database import Database
 from storage.faults import is_transient
@@ -35,9 +36,11 @@ async def test_a_message_gets_a_generated_reply_and_both_turns_are_stored(
     assert answer.text == "Hi there!" and answer.generated
     assert answer.model_version == "tiny" and answer.latency_ms > 0
     assert _messages(db) == [("hello", False, None), ("Hi there!", True, "tiny")]
+    assert answer.reply_id is not None and answer.turn_id is not None
     with db.session() as s:
         reply = conversations.get_turn(s, answer.reply_id)
         turn = conversations.get_turn(s, answer.turn_id)
+    assert reply is not None and turn is not None
     assert reply.reply_to_id == turn.id and turn.external_id == "42"
     assert reply.latency_ms == pytest.approx(answer.latency_ms)
 
@@ -89,7 +92,7 @@ async def test_many_chats_are_answered_in_shared_batches(
     seen: list[int] = []
     generate = service.batcher._decode
 
-    async def spy(batch):  # type: ignore[no-untyped-def]
+    async def spy(batch):
         seen.append(len(batch))
         await generate(batch)
 
@@ -109,7 +112,7 @@ async def test_context_is_the_recent_turns_since_the_last_reset(
     contexts: list[list[str]] = []
     generate = service.batcher.generate
 
-    async def spy(context):  # type: ignore[no-untyped-def]
+    async def spy(context):
         contexts.append(list(context))
         return await generate(context)
 
@@ -124,7 +127,7 @@ async def test_context_is_the_recent_turns_since_the_last_reset(
 async def test_a_failing_model_gets_an_apology_and_the_message_is_kept(
     db: Database, models: ModelSlot
 ) -> None:
-    def broken(contexts):  # type: ignore[no-untyped-def]
+    def broken(*args: object, **kwargs: object) -> list[Reply]:
         raise RuntimeError("decoder on fire")
 
     models.current().responder.generate = broken  # type: ignore[method-assign]

@@ -134,7 +134,8 @@ async def _until(
 ) -> T:
     """`task_result`, unless the process exits first (then fail with the end of its log)."""
     exited = asyncio.ensure_future(process.wait())
-    done, _ = await asyncio.wait({task_result, exited}, return_when=asyncio.FIRST_COMPLETED)
+    waited: set[asyncio.Future[object]] = {task_result, exited}  # type: ignore[arg-type]
+    done, _ = await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
     if task_result not in done:
         task_result.cancel()
         pytest.fail(
@@ -158,6 +159,8 @@ def _stored_texts(db_file: Path, chat_id: int) -> list[str]:
     db = Database(f"sqlite:///{db_file}")
     try:
         chat = db.read(conversations.find_chat, "telegram", chat_id)
+        if chat is None:
+            return []
         return [t.text for t in db.read(conversations.chat_history, chat)]
     finally:
         db.dispose()

@@ -40,7 +40,7 @@ async def test_the_process_recovers_dead_runs_and_fires_a_missed_schedule(
     db_file = tmp_path / "chatbot.db"
     shutil.copyfile(sqlite_template, db_file)
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         data_dir=tmp_path,
         model_dir=tiny_model_dir,
         database_url=f"sqlite:///{db_file}",

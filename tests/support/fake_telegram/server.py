@@ -152,7 +152,7 @@ class FakeTelegram:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         server = site._server
-        assert server is not None and server.sockets
+        assert isinstance(server, asyncio.Server) and server.sockets
         self.port = server.sockets[0].getsockname()[1]
         return self
 
@@ -530,7 +530,8 @@ class FakeTelegram:
         return _ok(list(itertools.islice(self._pending, limit)))
 
     async def _api_sendmessage(self, params: JSON) -> web.Response:
-        chat = self.chats.get(_int(params.get("chat_id")))
+        chat_id = _int(params.get("chat_id"))
+        chat = None if chat_id is None else self.chats.get(chat_id)
         text = params.get("text")
         if chat is None:
             return _error(400, "Bad Request: chat not found")
@@ -554,7 +555,8 @@ class FakeTelegram:
         return _ok(sent)
 
     async def _api_senddocument(self, params: JSON) -> web.Response:
-        chat = self.chats.get(_int(params.get("chat_id")))
+        chat_id = _int(params.get("chat_id"))
+        chat = None if chat_id is None else self.chats.get(chat_id)
         document = params.get("document")
         if chat is None:
             return _error(400, "Bad Request: chat not found")
@@ -590,8 +592,10 @@ class FakeTelegram:
         return _ok(True)
 
     async def _api_editmessagereplymarkup(self, params: JSON) -> web.Response:
-        key = (_int(params.get("chat_id")), _int(params.get("message_id")))
-        message = self.messages.get(key)
+        chat_id, message_id = _int(params.get("chat_id")), _int(params.get("message_id"))
+        message = None
+        if chat_id is not None and message_id is not None:
+            message = self.messages.get((chat_id, message_id))
         if message is None:
             return _error(400, "Bad Request: message to edit not found")
         markup = params.get("reply_markup") or None

@@ -259,8 +259,13 @@ def test_the_leading_scheduler_applies_retention_and_hands_over_when_stopped(
 
         first.shutdown()
 
-        wait_until(second.leadership.elected.is_set, 5, what="the standby to take over")
-        assert second.scheduler.running and not first.scheduler.running
+        # Elected first, then its scheduler starts: wait for both (a loaded machine shows the gap).
+        wait_until(
+            lambda: second.leadership.elected.is_set() and second.scheduler.running,
+            5,
+            what="the standby to take over and start its scheduler",
+        )
+        assert not first.scheduler.running
     finally:
         second.shutdown()
         first.shutdown()

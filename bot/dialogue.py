@@ -179,7 +179,7 @@ class DialogueService:
             except Exception as exc:
                 if is_transient(exc):  # the database (the model registry), not the model
                     raise
-                log.exception("generation failed in chat %s", msg.chat_id)
+                log.exception("generation failed", extra={"chat_id": msg.chat_id})
                 # The message is kept all the same.
                 turn_id = await self.db.run(_save_turn_and_apology, msg, text, route)
                 return Answer(
@@ -263,12 +263,16 @@ class DialogueService:
         """`msg` was stored before as `turn_id`: queue its answer if it is still owed."""
         if route is not None and await self.db.run(_queue_owed_answer, msg, turn_id, route):
             log.info(
-                "message %s of chat %s was delivered again; its answer is still owed: queued",
+                "message %s was delivered again; its answer is still owed: queued",
                 msg.message_id,
-                msg.chat_id,
+                extra={"chat_id": msg.chat_id},
             )
             return
-        log.info("message %s of chat %s was delivered again; ignored", msg.message_id, msg.chat_id)
+        log.info(
+            "message %s was delivered again; ignored",
+            msg.message_id,
+            extra={"chat_id": msg.chat_id},
+        )
 
     async def first_delivery(
         self,
@@ -294,16 +298,20 @@ class DialogueService:
         )
         if claim is CommandClaim.RESUMED:
             log.info(
-                "command %s of chat %s was claimed by update %s, which never answered it "
-                "(a process died?); handled again",
+                "command %s was claimed by update %s, which never answered it (a process "
+                "died?); handled again",
                 message_id,
-                chat_id,
                 update_id,
+                extra={"chat_id": chat_id},
             )
         elif claim is CommandClaim.ANSWERED:
-            log.info("command %s of chat %s was answered before; ignored", message_id, chat_id)
+            log.info(
+                "command %s was answered before; ignored", message_id, extra={"chat_id": chat_id}
+            )
         elif claim is CommandClaim.DUPLICATE:
-            log.info("command %s of chat %s was delivered again; ignored", message_id, chat_id)
+            log.info(
+                "command %s was delivered again; ignored", message_id, extra={"chat_id": chat_id}
+            )
         return claim.to_handle
 
     def _turn_or_history(self, session: Session, msg: Incoming) -> tuple[int | None, list[str]]:

@@ -75,6 +75,7 @@ def create_storage_engine(url: str | URL, storage: StorageSettings | None = None
             max_overflow=storage.max_overflow,
             pool_timeout=storage.pool_timeout,
             pool_pre_ping=True,
+            hide_parameters=True,
         )
     except (NoSuchModuleError, ImportError) as exc:
         raise InvalidDatabaseUrlError(
@@ -88,7 +89,9 @@ def _create_sqlite_engine(url: URL, storage: StorageSettings) -> Engine:
     if path is None:
         # In-memory (tests, tools): one connection shared by every thread, or each thread would
         # see its own empty database.
-        engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool)
+        engine = create_engine(
+            url, connect_args=connect_args, poolclass=StaticPool, hide_parameters=True
+        )
     else:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +105,7 @@ def _create_sqlite_engine(url: URL, storage: StorageSettings) -> Engine:
             pool_size=storage.pool_size,
             max_overflow=storage.max_overflow,
             pool_timeout=storage.pool_timeout,
+            hide_parameters=True,
         )
 
     @event.listens_for(engine, "connect")

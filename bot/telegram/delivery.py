@@ -239,10 +239,10 @@ class OutboxSender:
         age = datetime.now(UTC) - row.created_at
         if age.total_seconds() > self.settings.send_give_up_after_seconds:
             log.warning(
-                "chat %s: a message queued %s ago still cannot be sent (%s); given up",
-                row.chat_key,
+                "a message queued %s ago still cannot be sent (%s); given up",
                 age,
                 error,
+                extra={"chat_id": row.chat_key},
             )
             await self._record(outbox.give_up, row.id, f"{type(error).__name__}: {error}")
             return
@@ -251,11 +251,11 @@ class OutboxSender:
             self.settings.send_retry_max_delay_seconds,
         )
         log.warning(
-            "chat %s: sending failed (%s); try %d in %.2f s",
-            row.chat_key,
+            "sending failed (%s); try %d in %.2f s",
             error,
             row.attempts + 2,
             pause,
+            extra={"chat_id": row.chat_key},
         )
         await self._retry_later(row, pause, f"{type(error).__name__}: {error}")
 

@@ -100,9 +100,9 @@ class ChatFloodLimiter(BaseRateLimiter[RetryPolicy]):
                     raise
                 metrics.BOT_API_RETRIES.labels(endpoint).inc()
                 log.info(
-                    "%s to chat %s: flood control, retrying in %.0f s",
+                    "%s: flood control, retrying in %.0f s",
                     endpoint,
-                    chat_id,
                     retry_after_seconds(exc),
+                    extra={"chat_id": chat_id},
                 )
         raise AssertionError("unreachable")

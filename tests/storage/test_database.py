@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select
-from sqlalchemy.exc import StatementError
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
@@ -181,3 +181,13 @@ async def test_an_in_memory_database_is_one_database_for_every_thread() -> None:
             assert _count_chats(session) == 1
     finally:
         db.dispose()
+
+
+def test_a_database_error_does_not_carry_the_statements_values(database: Database) -> None:
+    """Errors reach the logs with their traceback: the values (a user's message) stay out."""
+    with pytest.raises(DBAPIError) as raised, database.begin() as session:
+        session.execute(
+            text("INSERT INTO no_such_table (body) VALUES (:body)"), {"body": "my secret words"}
+        )
+    assert "my secret words" not in str(raised.value)
+    assert "hide_parameters" in str(raised.value)

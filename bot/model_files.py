@@ -8,6 +8,15 @@ hosts that share no disk.
   disk against the registry's, then renamed into place in one step. A directory under its final
   name is therefore complete and verified; a mismatch raises `UnverifiedModelError` and leaves
   nothing behind, so a half-written or unverified model is never loaded.
+- A cache hit is verified again, every file's SHA-256 against the registry's: a file damaged on
+  disk since (a bad sector, a stray write), even with its size unchanged, would otherwise be
+  refused by the checkpoint's own check at every load, for good (a crash loop at start), with
+  nothing ever removing it. A damaged directory is removed and the version fetched anew. The cost
+  (the model's ~20 MB hashed) is paid when a process first uses a version and when the active
+  version changes, not per request: `ModelSlot` asks for a directory only then.
+- A process killed during a fetch leaves its temporary directory (a hidden one) behind: each
+  fetch removes the cache's temporary directories last modified more than an hour ago
+  (`STALE_TEMP_S`), far longer than a fetch takes, so a fetch still running elsewhere keeps its.
 - Version zero is the shipped model (`models/default`, with its MMI reverse model next to it):
   each process answers it from its own shipped directory, wherever the registering process had
   it. A version registered without files (before they were stored) is its `checkpoint_path`.
@@ -16,9 +25,12 @@ hosts that share no disk.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
+import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,8 +41,11 @@ from storage.database import Database
 from storage.model_files import StoredFile
 from storage.model_versions import VersionInfo
 
+log = logging.getLogger(__name__)
+
 VERSION_ZERO = "default"
 CACHE_DIR_NAME = "model-cache"
+STALE_TEMP_S = 3600.0  # a temporary directory of the cache older than this is a dead fetch's
 
 
 class UnverifiedModelError(CheckpointError):
@@ -79,12 +94,18 @@ class ModelFiles:
     def _materialised(self, version: VersionInfo, files: list[StoredFile]) -> Path:
         assert self.cache_dir is not None
         final = self.cache_dir / cache_key(files)
-        if _complete(final, files):
+        if _verified(final, files):
             return final
-        if final.exists() and not _complete(final, files):
-            # Damaged since (this code renames only complete directories): fetched anew.
-            shutil.rmtree(final, ignore_errors=True)
+        if final.exists():
+            # Damaged since (this code renames only verified directories): fetched anew.
+            log.warning(
+                "model version %s: cached %s does not match the registry; fetching it again",
+                version.name,
+                final,
+            )
+            _discard(final)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(self.cache_dir)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name[:16]}.", dir=self.cache_dir))
         try:
             for stored in files:
@@ -98,7 +119,7 @@ class ModelFiles:
             try:
                 os.rename(tmp, final)
             except OSError:  # another process (same cache) renamed its copy first
-                if not _complete(final, files):
+                if not _verified(final, files):
                     raise
                 shutil.rmtree(tmp, ignore_errors=True)
             fsync_dir(self.cache_dir)
@@ -126,16 +147,52 @@ def _name(stored: StoredFile) -> str:
     return stored.name
 
 
-def _complete(directory: Path, files: Sequence[StoredFile]) -> bool:
+def _verified(directory: Path, files: Sequence[StoredFile]) -> bool:
+    """Whether `directory` holds every file as the registry has it: sizes first (a cheap answer
+    for a truncated file), then every SHA-256 (a damaged byte keeps the size)."""
+    if not all(_plain(f.name) for f in files):
+        return False  # never read outside the cache; the fetch refuses the name
     try:
-        return all((directory / f.name).stat().st_size == f.size for f in files)
+        if not all((directory / f.name).stat().st_size == f.size for f in files):
+            return False
+        return all(_digest(directory / f.name) == (f.sha256, f.size) for f in files)
     except OSError:
         return False
 
 
+def _discard(directory: Path) -> None:
+    """Remove a damaged cache directory: renamed to a temporary name first (one step), so its
+    final name is free for the fresh copy even if deleting fails; what is left then is a
+    temporary directory, removed once stale."""
+    doomed = directory.with_name(f".{directory.name[:16]}.{uuid.uuid4().hex}")
+    try:
+        os.rename(directory, doomed)
+    except OSError:  # gone already (another process discarded it), or not renamable
+        doomed = directory
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _remove_stale_temps(cache_dir: Path) -> None:
+    """Remove the cache's temporary (hidden) directories last modified over `STALE_TEMP_S`
+    ago: left by a process killed during a fetch. A live fetch creates its files (each one
+    updates the directory's time) seconds apart, so it is never taken for a dead one."""
+    cutoff = time.time() - STALE_TEMP_S
+    for entry in cache_dir.iterdir():
+        try:
+            stale = entry.name.startswith(".") and entry.is_dir() and entry.stat().st_mtime < cutoff
+        except OSError:  # removed meanwhile by another process
+            continue
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _plain(name: str) -> bool:
+    return bool(name) and name == Path(name).name and not name.startswith(".") and "\\" not in name
+
+
 def _check_name(version: VersionInfo, name: str) -> None:
     """A stored name is written under the cache directory: a path ("../x", "a/b") never is."""
-    if not name or name != Path(name).name or name.startswith(".") or "\\" in name:
+    if not _plain(name):
         raise UnverifiedModelError(
             f"model version {version.name}: stored file name {name!r} is not a plain file name"
         )
@@ -149,14 +206,19 @@ def _write(path: Path, content: bytes) -> None:
     path.chmod(0o644)
 
 
-def _verify(version: VersionInfo, path: Path, stored: StoredFile) -> None:
+def _digest(path: Path) -> tuple[str, int]:
+    """The SHA-256 (hex) and size of a file on disk, read a block at a time."""
     digest = hashlib.sha256()
     size = 0
     with path.open("rb") as written:
         for block in iter(lambda: written.read(1 << 20), b""):
             digest.update(block)
             size += len(block)
-    got = digest.hexdigest()
+    return digest.hexdigest(), size
+
+
+def _verify(version: VersionInfo, path: Path, stored: StoredFile) -> None:
+    got, size = _digest(path)
     if got != stored.sha256 or size != stored.size:
         raise UnverifiedModelError(
             f"model version {version.name}: {stored.name} does not match the registry "

@@ -5,6 +5,8 @@ leaves nothing behind; version zero is this host's own shipped model."""
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -127,3 +129,42 @@ def test_processes_sharing_a_cache_fetch_a_version_to_one_complete_directory(
     assert len(set(found)) == 1
     assert _digests(found[0]) == _digests(tiny_model_dir)
     assert [p.name for p in cache.iterdir()] == [found[0].name]
+
+
+def test_a_cached_file_damaged_with_its_size_unchanged_is_fetched_again_on_the_next_use(
+    db: Database, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """A size check alone would serve the damaged file, which the checkpoint's own check then
+    refuses at every load (a crash loop at start); the cache is repaired from the database."""
+    version = _store(db, "r1", tiny_model_dir)
+    cache = tmp_path / "model-cache"
+    directory = ModelFiles(db, cache, tmp_path / "shipped").directory(version)
+    weights = directory / "model.safetensors"
+    content = bytearray(weights.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    weights.write_bytes(bytes(content))  # same size, one byte flipped
+
+    again = ModelFiles(db, cache, tmp_path / "shipped").directory(version)  # a restart
+
+    assert again == directory
+    assert _digests(again) == _digests(tiny_model_dir)
+    assert [p.name for p in cache.iterdir()] == [directory.name]  # nothing else left behind
+
+
+def test_a_fetch_removes_stale_temporary_directories_and_keeps_fresh_ones(
+    db: Database, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """A process killed during a fetch leaves its temporary directory: removed by a later fetch
+    once it is over an hour old, while one that may be a fetch still running is kept."""
+    version = _store(db, "r1", tiny_model_dir)
+    cache = tmp_path / "model-cache"
+    stale, fresh = cache / ".0123456789abcdef.dead", cache / ".0123456789abcdef.live"
+    for temp in (stale, fresh):
+        temp.mkdir(parents=True)
+        (temp / "model.safetensors").write_bytes(b"half written")
+    two_hours_ago = time.time() - 2 * 3600
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+
+    directory = ModelFiles(db, cache, tmp_path / "shipped").directory(version)
+
+    assert sorted(p.name for p in cache.iterdir()) == sorted([directory.name, fresh.name])

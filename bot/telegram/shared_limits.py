@@ -96,10 +96,12 @@ def key_prefix(settings: Settings) -> str:
 
 
 def without_password(url: str) -> str:
+    """The URL for the log: a password in the user part is masked, and the query (redis-py also
+    reads `?password=` there) is left out."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return parts._replace(netloc=netloc).geturl()
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{parts.hostname}"
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+    return parts._replace(netloc=netloc, query="", fragment="").geturl()

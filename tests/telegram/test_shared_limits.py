@@ -372,6 +372,7 @@ async def test_with_a_redis_url_the_limits_are_in_redis_under_the_prefix_and_bot
 def test_a_password_never_reaches_the_log() -> None:
     assert without_password("redis://u:pw@h:1/2") == "redis://u:***@h:1/2"
     assert without_password("redis://h") == "redis://h"
+    assert without_password("redis://h:1/0?password=pw&db=2") == "redis://h:1/0"
 
 
 def test_chatbot_redis_url_is_read_and_a_bad_one_is_one_line_and_exit_2(

@@ -7,6 +7,7 @@ end this module only parses and formats; the use cases are the dialogue and admi
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import signal
 import sys
@@ -17,7 +18,7 @@ from typing import TextIO
 
 from bot import command_replies
 from bot.admin_service import AdminService, parse_teaching
-from bot.conversation_export import ConversationExporter
+from bot.conversation_export import ConversationExporter, delete_saved_histories
 from bot.dialogue import ChatRef, DialogueService, Incoming, UserRef
 from bot.export_formats import ExportFormat
 from bot.retraining.job import PreparedRun
@@ -148,7 +149,9 @@ class ConsoleChat:
         if argument.lower() != "yes":
             self._print(command_replies.forget_question(FORGET_CONFIRM))
             return
-        self._print(command_replies.forgotten_text(await self.service.forget(PLATFORM, self.user)))
+        forgotten = await self.service.forget(PLATFORM, self.user)
+        await asyncio.to_thread(delete_saved_histories, PLATFORM, self.user, self.exports_dir)
+        self._print(command_replies.forgotten_text(forgotten))
 
     async def _export(self, argument: str) -> None:
         choice = argument.lower() or ExportFormat.JSONL.value

@@ -115,8 +115,27 @@ class ConversationExporter:
 
 def history_filename(platform: str, user_id: str | int, fmt: ExportFormat, at: datetime) -> str:
     """e.g. `history-telegram-101-20261126T173629Z.jsonl` (only safe characters of the id)."""
+    return f"{_history_prefix(platform, user_id)}{at:%Y%m%dT%H%M%SZ}.{fmt.value}"
+
+
+def delete_saved_histories(platform: str, user_id: str | int, directory: Path) -> int:
+    """Remove the history files saved for a person in `directory` (a /forget must not leave
+    their messages on disk); how many there were."""
+    if not directory.is_dir():
+        return 0
+    # The whole name, so that person "a" never takes the files of person "a-2".
+    name = re.compile(re.escape(_history_prefix(platform, user_id)) + r"\d{8}T\d{6}Z\.\w+")
+    removed = 0
+    for path in directory.iterdir():
+        if name.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _history_prefix(platform: str, user_id: str | int) -> str:
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", str(user_id))
-    return f"history-{platform}-{safe}-{at:%Y%m%dT%H%M%SZ}.{fmt.value}"
+    return f"history-{platform}-{safe}-"
 
 
 def _write(

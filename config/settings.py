@@ -201,7 +201,7 @@ class RetrainSettings(BaseModel):
     max_new_words: int = Field(2000, ge=0)
     # ... and this many different people who wrote it (CHATBOT_RETRAIN__VOCAB_MIN_USERS): no
     # one person's own words (a name, a secret) get into a model's vocabulary.
-    vocab_min_users: int = Field(3, ge=1)
+    vocab_min_users: int = Field(3, ge=2)  # at least two, or /forget's answer would be untrue
     # How the worker trains (env CHATBOT_RETRAIN__TRAINING__LEARNING_RATE, ...). Fields not given
     # keep the fine-tuning defaults (_FINE_TUNING), not those of training from scratch.
     training: TrainingSettings = Field(default_factory=lambda: TrainingSettings(**_FINE_TUNING))

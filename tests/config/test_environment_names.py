@@ -122,6 +122,6 @@ def test_the_vocabulary_rule_is_read_from_its_documented_name(
     assert Settings().retrain.vocab_min_users == 3
     monkeypatch.setenv("CHATBOT_RETRAIN__VOCAB_MIN_USERS", "5")
     assert Settings().retrain.vocab_min_users == 5
-    monkeypatch.setenv("CHATBOT_RETRAIN__VOCAB_MIN_USERS", "0")
+    monkeypatch.setenv("CHATBOT_RETRAIN__VOCAB_MIN_USERS", "1")  # one person: /forget says not
     with pytest.raises(ValueError, match="vocab_min_users"):
         Settings()

@@ -18,6 +18,7 @@ from bot.admin_service import (
     StatusReport,
     TeachResult,
 )
+from bot.export_formats import ExportFormat
 from bot.retraining.report import run_text
 from storage.privacy import ForgetResult
 from storage.stats import Counts
@@ -55,6 +56,19 @@ FORGET_MODELS = (
     "people used it, so no word that only you wrote gets in."
 )
 FORGET_NOTHING = "There was nothing stored about you."
+
+EXPORT_NOTHING = "There is nothing stored about you, so there is nothing to export."
+
+
+def export_format(argument: str) -> ExportFormat | None:
+    """`/export`'s argument: nothing (JSON Lines) or a format's name; None for anything else."""
+    words = argument.split()
+    if not words:
+        return ExportFormat.JSONL
+    if len(words) == 1 and words[0].lower() in (f.value for f in ExportFormat):
+        return ExportFormat(words[0].lower())
+    return None
+
 
 PLATFORM_TITLES = {"telegram": "Telegram", "console": "Console"}
 

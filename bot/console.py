@@ -20,7 +20,6 @@ from bot import command_replies
 from bot.admin_service import AdminService, parse_teaching
 from bot.conversation_export import ConversationExporter, delete_saved_histories
 from bot.dialogue import ChatRef, DialogueService, Incoming, UserRef
-from bot.export_formats import ExportFormat
 from bot.retraining.job import PreparedRun
 from bot.retraining.report import outcome_text
 
@@ -154,15 +153,15 @@ class ConsoleChat:
         self._print(command_replies.forgotten_text(forgotten))
 
     async def _export(self, argument: str) -> None:
-        choice = argument.lower() or ExportFormat.JSONL.value
-        if choice not in {f.value for f in ExportFormat}:
+        fmt = command_replies.export_format(argument)
+        if fmt is None:
             self._print("Usage: /export (JSON Lines) or /export csv")
             return
         saved = await ConversationExporter(self.service.db).save_user_history(
-            PLATFORM, self.user, ExportFormat(choice), self.exports_dir
+            PLATFORM, self.user, fmt, self.exports_dir
         )
         if saved is None:
-            self._print("There is nothing stored about you, so there is nothing to export.")
+            self._print(command_replies.EXPORT_NOTHING)
         else:
             path, messages = saved
             self._print(f"Saved {messages} messages to {path}")

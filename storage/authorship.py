@@ -11,17 +11,15 @@ from collections.abc import Collection
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from storage.in_lists import in_chunks
 from storage.tables import Message, TaughtPair
-
-_CHUNK = 900  # ids per IN (...) list, well under every backend's parameter limit
 
 
 def message_authors(session: Session, ids: Collection[int]) -> dict[int, int | None]:
     """Message id -> the user who wrote it (None: the bot). Ids not stored are left out."""
     wanted = sorted(set(ids))
     authors: dict[int, int | None] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
+    for chunk in in_chunks(wanted):
         rows = session.execute(select(Message.id, Message.user_id).where(Message.id.in_(chunk)))
         authors.update((row.id, row.user_id) for row in rows)
     return authors
@@ -31,8 +29,7 @@ def teachers(session: Session, ids: Collection[int]) -> dict[int, int | None]:
     """Taught pair id -> the user who taught it (None: taught from the command line)."""
     wanted = sorted(set(ids))
     found: dict[int, int | None] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
+    for chunk in in_chunks(wanted):
         rows = session.execute(
             select(TaughtPair.id, TaughtPair.user_id).where(TaughtPair.id.in_(chunk))
         )

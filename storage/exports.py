@@ -13,7 +13,7 @@ the blocklist, duplicates) is the caller's: `bot.retraining.pairs`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -21,10 +21,9 @@ from typing import Literal
 from sqlalchemy import ColumnElement, CompoundSelect, func, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
+from storage.in_lists import in_chunks
 from storage.tables import Chat, Feedback, Message, Platform, TaughtPair, User, utcnow
 from storage.training_runs import RunInfo
-
-_CHUNK = 900  # ids per IN (...) list, well under every backend's parameter limit
 
 
 @dataclass(frozen=True)
@@ -79,11 +78,6 @@ class _Turn:
     opted_out: bool
 
 
-def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
-    for start in range(0, len(ids), _CHUNK):
-        yield ids[start : start + _CHUNK]
-
-
 def _previous_ids(session: Session, ids: Iterable[int]) -> dict[int, int]:
     """For each message id, the id of the message just before it in its chat (if any)."""
     earlier = aliased(Message)
@@ -93,7 +87,7 @@ def _previous_ids(session: Session, ids: Iterable[int]) -> dict[int, int]:
         .scalar_subquery()
     )
     found: dict[int, int] = {}
-    for chunk in _chunks(sorted(set(ids))):
+    for chunk in in_chunks(sorted(set(ids))):
         for message_id, previous_id in session.execute(
             select(Message.id, previous).where(Message.id.in_(chunk))
         ):
@@ -113,7 +107,7 @@ def _load_turns(session: Session, ids: Iterable[int]) -> dict[int, _Turn]:
         Message.created_at,
         func.coalesce(User.opted_out, False),
     ).outerjoin(User, User.id == Message.user_id)
-    for chunk in _chunks(sorted(set(ids))):
+    for chunk in in_chunks(sorted(set(ids))):
         for row in session.execute(query.where(Message.id.in_(chunk))):
             turns[row[0]] = _Turn(*row)
     return turns

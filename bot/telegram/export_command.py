@@ -18,6 +18,7 @@ from __future__ import annotations
 from telegram import Chat, Update
 from telegram.ext import ContextTypes
 
+from bot import command_replies
 from bot.conversation_export import ConversationExporter, HistoryTooLarge
 from bot.export_formats import ExportFormat
 from bot.telegram.export_cooldown import minutes
@@ -26,7 +27,6 @@ from bot.telegram.state import PLATFORM, bot_state
 
 USAGE = "Send /export for your history as JSON Lines, or /export csv for a spreadsheet."
 PRIVATE_ONLY = "I send your history only in our private chat: write /export to me there."
-NOTHING = "There is nothing stored about you, so there is nothing to export."
 WAIT = "You exported your history a moment ago. You can ask again in {minutes} min."
 TOO_LARGE = (
     "Your history is too large to send here ({megabytes:.0f} MB; Telegram takes up to 50 MB). "
@@ -51,7 +51,7 @@ async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message.chat.type != Chat.PRIVATE:
         await reply(update, context, PRIVATE_ONLY)
         return
-    fmt = _format(context.args or [])
+    fmt = command_replies.export_format(" ".join(context.args or []))
     if fmt is None:
         await reply(update, context, USAGE)
         return
@@ -62,7 +62,7 @@ async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     history = await ConversationExporter(state.app.db).user_history(PLATFORM, user.id, fmt)
     if history is None:
-        await reply(update, context, NOTHING)
+        await reply(update, context, command_replies.EXPORT_NOTHING)
     elif isinstance(history, HistoryTooLarge):
         megabytes = history.size / 1024 / 1024
         await reply(update, context, TOO_LARGE.format(megabytes=megabytes, user_id=user.id))
@@ -73,11 +73,3 @@ async def export(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             filename=history.filename,
             caption=CAPTION[fmt].format(messages=history.messages),
         )
-
-
-def _format(args: list[str]) -> ExportFormat | None:
-    if not args:
-        return ExportFormat.JSONL
-    if len(args) == 1 and args[0].lower() in (f.value for f in ExportFormat):
-        return ExportFormat(args[0].lower())
-    return None

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from bot import command_replies
 from bot.app import build_app
 from bot.export_formats import FIELDS
 from bot.telegram import build_application, export_command, phrases, running
@@ -118,7 +119,7 @@ async def test_an_unknown_format_gets_the_usage(bot: Harness, argument: str) -> 
 async def test_nothing_stored_gets_a_friendly_text_not_a_file(bot: Harness) -> None:
     await _chat(bot, ANN, "/export")
 
-    assert bot.fake.sent(ANN["id"])[-1]["text"] == export_command.NOTHING
+    assert bot.fake.sent(ANN["id"])[-1]["text"] == command_replies.EXPORT_NOTHING
     assert bot.fake.documents == []
 
 
@@ -136,7 +137,7 @@ async def test_a_forgotten_person_exports_nothing(
 
         await _chat(bot, ANN, "/export")
 
-        assert bot.fake.sent(ANN["id"])[-1]["text"] == export_command.NOTHING
+        assert bot.fake.sent(ANN["id"])[-1]["text"] == command_replies.EXPORT_NOTHING
         assert len(bot.fake.documents) == 1
 
 
@@ -184,7 +185,7 @@ async def test_webhook_replicas_sharing_redis_refuse_a_second_export_within_the_
             handled = [one.dispatcher.handled, two.dispatcher.handled]
         sent = [m["text"] for m in fake.sent(ANN["id"])]
         assert handled == [1, 1]  # one /export through each replica
-        assert sent == [export_command.NOTHING, export_command.WAIT.format(minutes=10)]
+        assert sent == [command_replies.EXPORT_NOTHING, export_command.WAIT.format(minutes=10)]
     finally:
         for app in apps:
             await app.close()

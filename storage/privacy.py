@@ -39,9 +39,9 @@ from sqlalchemy.orm import Session
 
 from storage.database import execute_dml
 from storage.errors import NotFoundError
+from storage.person_messages import person_message_ids, private_chat_id
 from storage.tables import (
     Chat,
-    ChatKind,
     DeliveryStatus,
     Feedback,
     HandledCommand,
@@ -95,23 +95,12 @@ def forget_user(session: Session, user_id: int) -> ForgetResult:
     if found is None:
         return ForgetResult(0, 0, 0, 0, 0, 0)
     platform, external_id = found
-    private_chat = session.execute(
-        select(Chat.id).where(
-            Chat.platform == platform,
-            Chat.external_id == external_id,
-            Chat.kind == ChatKind.PRIVATE.value,
-        )
-    ).scalar()
-
-    their_messages = select(Message.id).where(Message.user_id == user_id)
+    private_chat = private_chat_id(session, platform, external_id)
+    going = Message.id.in_(person_message_ids(user_id, private_chat))
+    # Deleted below part by part (for exact counts), the parts of person_message_ids.
     replies_to_them = select(Message.id).where(
-        Message.from_bot.is_(True), Message.reply_to_id.in_(their_messages)
-    )
-    in_private_chat = select(Message.id).where(Message.chat_id == private_chat)
-    going = or_(
-        Message.id.in_(their_messages),
-        Message.id.in_(replies_to_them),
-        Message.id.in_(in_private_chat),
+        Message.from_bot.is_(True),
+        Message.reply_to_id.in_(select(Message.id).where(Message.user_id == user_id)),
     )
     _erase_on_disk_after_commit(session)
 

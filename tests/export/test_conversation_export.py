@@ -303,3 +303,26 @@ def test_an_export_file_is_readable_by_its_owner_only(database: Database, tmp_pa
     ConversationExporter(database).write_file(ConversationQuery(user="101"), ExportFormat.CSV, out)
 
     assert os.stat(out).st_mode & 0o777 == 0o600
+
+
+def test_export_and_forget_agree_on_a_reply_whose_question_is_gone(
+    database: Database, tmp_path: Path
+) -> None:
+    """A bot message in the person's private chat that answers nothing stored any more (its
+    question went with retention) is theirs: /export hands it over and /forget deletes it."""
+    with database.begin() as session:
+        _seed(session)
+        chat = get_or_create_chat(session, ANNS_CHAT)
+        save_reply(session, chat_id=chat, text="an orphaned answer", reply_to_id=None)
+
+    records = _export(database, ConversationQuery(user="101"), tmp_path / "ann")["records"]
+    assert "an orphaned answer" in [r["text"] for r in records]
+
+    with database.begin() as session:
+        ann = find_user(session, "telegram", 101)
+        assert ann is not None
+        privacy.forget_user(session, ann)
+    everything = _export(
+        database, ConversationQuery(since=datetime(2000, 1, 1, tzinfo=UTC)), tmp_path / "all"
+    )
+    assert "an orphaned answer" not in [r["text"] for r in everything["records"]]

@@ -39,18 +39,22 @@ def evaluate_pairs(
         hypotheses.extend(reply.tokens for reply in responder.generate_ids(sources))
         references.extend(responder.vocab.decode(row) for row in batch.trg_out.tolist())
 
-    def scored(n: int) -> dict[str, Any]:
-        loss = mean_loss(responder.model, pairs[:n], responder.device)
-        return {
-            "pairs": n,
-            "loss": loss,
-            "perplexity": math.exp(min(loss, 50.0)),
-            **reply_metrics(hypotheses[:n], references[:n]),
-        }
+    scored: dict[int, dict[str, Any]] = {}  # by pair count: a size past the split is the whole
 
-    result = scored(len(pairs))
+    def score(n: int) -> dict[str, Any]:
+        if n not in scored:
+            loss = mean_loss(responder.model, pairs[:n], responder.device)
+            scored[n] = {
+                "pairs": n,
+                "loss": loss,
+                "perplexity": math.exp(min(loss, 50.0)),
+                **reply_metrics(hypotheses[:n], references[:n]),
+            }
+        return scored[n]
+
+    result = dict(score(len(pairs)))
     if sizes:
-        result["sizes"] = {str(n): scored(min(n, len(pairs))) for n in sizes}
+        result["sizes"] = {str(n): score(min(n, len(pairs))) for n in sizes}
     return result
 
 

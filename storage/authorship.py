@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from storage.in_lists import in_chunks
 from storage.tables import Message, TaughtPair
@@ -17,21 +17,22 @@ from storage.tables import Message, TaughtPair
 
 def message_authors(session: Session, ids: Collection[int]) -> dict[int, int | None]:
     """Message id -> the user who wrote it (None: the bot). Ids not stored are left out."""
-    wanted = sorted(set(ids))
-    authors: dict[int, int | None] = {}
-    for chunk in in_chunks(wanted):
-        rows = session.execute(select(Message.id, Message.user_id).where(Message.id.in_(chunk)))
-        authors.update((row.id, row.user_id) for row in rows)
-    return authors
+    return _owners(session, Message.id, Message.user_id, ids)
 
 
 def teachers(session: Session, ids: Collection[int]) -> dict[int, int | None]:
     """Taught pair id -> the user who taught it (None: taught from the command line)."""
-    wanted = sorted(set(ids))
-    found: dict[int, int | None] = {}
-    for chunk in in_chunks(wanted):
-        rows = session.execute(
-            select(TaughtPair.id, TaughtPair.user_id).where(TaughtPair.id.in_(chunk))
-        )
-        found.update((row.id, row.user_id) for row in rows)
-    return found
+    return _owners(session, TaughtPair.id, TaughtPair.user_id, ids)
+
+
+def _owners(
+    session: Session,
+    id_column: InstrumentedAttribute[int],
+    user_column: InstrumentedAttribute[int | None],
+    ids: Collection[int],
+) -> dict[int, int | None]:
+    owners: dict[int, int | None] = {}
+    for chunk in in_chunks(sorted(set(ids))):
+        rows = session.execute(select(id_column, user_column).where(id_column.in_(chunk)))
+        owners.update((row[0], row[1]) for row in rows)
+    return owners

@@ -141,6 +141,7 @@ class Dispatcher:
                 self.watch.failed(exc)
             raise
         self.watch.answered()
+        TRACKER.stored(updates)  # counted once durable, whichever front door they came by
         for stored in updates:
             if isinstance(stored, ParsedUpdate) and stored.update is not None:
                 self._parsed[stored.update_id] = stored.update

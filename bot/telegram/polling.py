@@ -113,6 +113,5 @@ class Poller:
                 stored = [received(u) for u in batch.updates]
                 TRACKER.arrived(stored)
                 await self.watch.until_done(functools.partial(self.dispatcher.accept, stored))
-                TRACKER.stored(stored)
             if batch.next_offset is not None:  # also past the updates nobody can read
                 self.offset = batch.next_offset

@@ -121,7 +121,6 @@ class WebhookServer:
         self.dispatcher = dispatcher
         self.port: int | None = None  # the bound port (useful with port 0)
         self._server: HTTPServer | None = None
-        self._started = time.monotonic()
         self.refusals = ThrottledWarnings(log, config.warn_every_seconds)
         self.status = bot_status(application, "webhook", self.not_accepting)
 
@@ -137,7 +136,6 @@ class WebhookServer:
         sockets = bind_sockets(self.config.port, self.config.listen)
         self._server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
-        self._started = time.monotonic()
         log.info("webhook server on %s:%s%s", self.config.listen, self.port, self.config.route)
 
     async def stop(self) -> None:
@@ -173,7 +171,6 @@ class WebhookServer:
         return {
             "status": "ok" if self.application.running else "stopping",
             "database": "down" if self.dispatcher.watch.down else "up",
-            "uptime_s": round(time.monotonic() - self._started, 1),
         }
 
     def not_accepting(self) -> str | None:
@@ -222,7 +219,6 @@ class _UpdateHandler(RequestHandler):
             self.set_header("Retry-After", "1")
             self.finish()
             return
-        TRACKER.stored(stored)
         self.set_status(200)
 
     def _refuse(self, status: int, message: str, *args: object) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import subprocess
-import sys
 from typing import Any
 
 from bot.cli import arguments
@@ -116,7 +115,7 @@ def _with_options(settings: Settings, args: argparse.Namespace) -> Settings:
 def _join(settings: Settings, *, force: bool) -> int:
     """This node's ranks of a run another node started (see the module docstring)."""
     from bot.retraining.contract import Distributed
-    from bot.retraining.process import LAUNCH_MODULE
+    from bot.retraining.process import launcher_command
     from config import REPO_ROOT
 
     r = settings.retrain
@@ -124,11 +123,6 @@ def _join(settings: Settings, *, force: bool) -> int:
         raise CliError("--force belongs to the node that starts the run, not to --join")
     if r.nnodes < 2:
         raise CliError("--join trains with another node: give --nnodes (2 or more)")
-    distributed = Distributed(
-        nproc_per_node=r.nproc, nnodes=r.nnodes, rdzv_endpoint=r.rdzv_endpoint, rdzv_id=r.rdzv_id
-    )
-    launcher = [sys.executable, "-m", LAUNCH_MODULE, *distributed.launcher_arguments()]
+    command = launcher_command(Distributed.of(r), r.training.device)
     # As the run's own launcher is started: this interpreter, from the directory our code is in.
-    return subprocess.run(
-        [*launcher, "--device", r.training.device], cwd=REPO_ROOT, check=False
-    ).returncode
+    return subprocess.run(command, cwd=REPO_ROOT, check=False).returncode

@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.retraining.gate import Scores
-from config import TrainingSettings
+from config import RetrainSettings, TrainingSettings
 
 JOB, STATUS, RESULT, LOG = "job.json", "status.json", "result.json", "worker.log"
 FAILURE = "failure.json"
@@ -43,6 +43,16 @@ class Distributed(BaseModel):
     nnodes: int = Field(1, ge=1)
     rdzv_endpoint: str | None = None  # host:port, needed with several nodes
     rdzv_id: str = "chatbot-retrain"
+
+    @classmethod
+    def of(cls, retrain: RetrainSettings) -> Distributed:
+        """As the retraining settings say (`--nproc`, `--nnodes`, the rendezvous)."""
+        return cls(
+            nproc_per_node=retrain.nproc,
+            nnodes=retrain.nnodes,
+            rdzv_endpoint=retrain.rdzv_endpoint,
+            rdzv_id=retrain.rdzv_id,
+        )
 
     def launcher_arguments(self) -> list[str]:
         """Its options on the command line of `bot.retraining.launch`."""

@@ -229,16 +229,7 @@ def _worker_job(settings: Settings, prepared: PreparedRun, work: Path) -> Worker
         allowed_new_words=allowed_new_words(prepared.pairs, r.vocab_min_users),
         training=r.training,
         cpu_threads=r.cpu_threads,
-        distributed=(
-            Distributed(
-                nproc_per_node=r.nproc,
-                nnodes=r.nnodes,
-                rdzv_endpoint=r.rdzv_endpoint,
-                rdzv_id=r.rdzv_id,
-            )
-            if r.nproc * r.nnodes > 1
-            else None
-        ),
+        distributed=Distributed.of(r) if r.nproc * r.nnodes > 1 else None,
         info={
             "parent_version": prepared.parent.name,
             "retrain_run": prepared.run.id,

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.retraining.contract import LOG, LaunchFailure, WorkerJob, WorkerResult
+from bot.retraining.contract import LOG, Distributed, LaunchFailure, WorkerJob, WorkerResult
 from config import REPO_ROOT
 
 WORKER_MODULE = "bot.retraining.worker"
@@ -96,16 +96,24 @@ def run_worker(
     return result
 
 
-def _command(job: WorkerJob, job_file: Path) -> list[str]:
-    if job.distributed is None:
-        return [sys.executable, "-m", WORKER_MODULE, str(job_file)]
+def launcher_command(distributed: Distributed, device: str) -> list[str]:
+    """The launcher of a distributed run (`bot.retraining.launch`), in this interpreter: the
+    node that starts a run adds its job, a joining node (`chatbot retrain --join`) runs it as is."""
     return [
         sys.executable,
         "-m",
         LAUNCH_MODULE,
-        *job.distributed.launcher_arguments(),
+        *distributed.launcher_arguments(),
         "--device",
-        job.training.device,
+        device,
+    ]
+
+
+def _command(job: WorkerJob, job_file: Path) -> list[str]:
+    if job.distributed is None:
+        return [sys.executable, "-m", WORKER_MODULE, str(job_file)]
+    return [
+        *launcher_command(job.distributed, job.training.device),
         "--work-dir",
         str(job.work_dir),
         "--exit-with-parent",

@@ -41,6 +41,9 @@ class TrainingPair:
     reply_from_bot: bool = False
     score: int = 0  # net feedback on the reply
     taught_pair_id: int | None = None
+    # Who wrote each text, context then reply (user ids; None: the bot, or a teacher unknown):
+    # read with the texts, for retraining's k-distinct-users vocabulary rule.
+    authors: tuple[int | None, ...] = ()
 
     @property
     def context_text(self) -> str:
@@ -208,6 +211,7 @@ def _make_pair(
         context_message_ids=tuple(turn.id for turn in context),
         reply_from_bot=reply.from_bot,
         score=score,
+        authors=(*(_sender(turn) for turn in context), _sender(reply)),
     )
 
 
@@ -229,6 +233,7 @@ def export_taught_pairs(
             TaughtPair.reply,
             TaughtPair.chat_id,
             TaughtPair.created_at,
+            TaughtPair.user_id,
         )
         .outerjoin(User, User.id == TaughtPair.user_id)
         .where(*conditions)
@@ -242,8 +247,9 @@ def export_taught_pairs(
             created_at=created_at,
             chat_id=chat_id,
             taught_pair_id=pair_id,
+            authors=(teacher, teacher),
         )
-        for pair_id, context, reply, chat_id, created_at in rows
+        for pair_id, context, reply, chat_id, created_at, teacher in rows
     ]
 
 

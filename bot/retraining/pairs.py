@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from bot.retraining.blocklist import Blocklist
 from nlp.text import TextProcessor
-from storage import authorship, exports
+from storage import exports
 from storage.exports import TrainingPair
 from storage.training_runs import RunInfo
 
@@ -92,7 +92,6 @@ def training_pairs_from_logs(
 
     texts = sorted({t for p in raw_pairs for t in (*p.context, p.reply)})
     tokens = dict(zip(texts, processor.tokenize_many(texts), strict=True))
-    authors = _Authors.of(session, raw_pairs)
     writers: defaultdict[str, set[int]] = defaultdict(set)
     pairs: list[LogPair] = []
     seen: set[tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]] = set()
@@ -105,7 +104,7 @@ def training_pairs_from_logs(
         if blocklist.blocks(reply) or any(blocklist.blocks(turn) for turn in context):
             dropped["blocklisted"] += 1
             continue
-        for text, author in authors.texts_of(raw):
+        for text, author in zip((*raw.context, raw.reply), raw.authors, strict=True):
             if author is not None:
                 for token in tokens[text]:
                     writers[token].add(author)
@@ -123,38 +122,6 @@ def training_pairs_from_logs(
         kinds=dict(Counter(p.kind for p in pairs)),
         word_users={token: len(people) for token, people in writers.items()},
     )
-
-
-@dataclass(frozen=True)
-class _Authors:
-    """Who wrote the texts of some exported pairs (user ids; None: the bot, or nobody known)."""
-
-    messages: dict[int, int | None]
-    taught: dict[int, int | None]
-
-    @classmethod
-    def of(cls, session: Session, raw_pairs: list[TrainingPair]) -> _Authors:
-        message_ids = {
-            i
-            for p in raw_pairs
-            for i in (*p.context_message_ids, p.reply_message_id)
-            if i is not None
-        }
-        taught_ids = {p.taught_pair_id for p in raw_pairs if p.taught_pair_id is not None}
-        return cls(
-            authorship.message_authors(session, message_ids),
-            authorship.teachers(session, taught_ids),
-        )
-
-    def texts_of(self, pair: TrainingPair) -> list[tuple[str, int | None]]:
-        """Each text of `pair` with its author."""
-        if pair.taught_pair_id is not None:
-            teacher = self.taught.get(pair.taught_pair_id)
-            return [(text, teacher) for text in (*pair.context, pair.reply)]
-        texts = list(zip(pair.context, pair.context_message_ids, strict=False))
-        if pair.reply_message_id is not None:
-            texts.append((pair.reply, pair.reply_message_id))
-        return [(text, self.messages.get(message_id)) for text, message_id in texts]
 
 
 def _kind(pair: TrainingPair) -> str:

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from nlp.search.hypothesis import Hypothesis, strip_eos
 from nlp.search.step import StepConstraints, Stepper
-from nlp.seq2seq import EncoderMemory, Hidden, Seq2Seq
+from nlp.seq2seq import Seq2Seq, select_hidden
 from nlp.vocabulary import EOS_ID, PAD_ID, SOS_ID
 
 Chooser = Callable[[Tensor], Tensor]  # log-probs (N, vocab) -> next token ids (N,)
@@ -45,27 +45,19 @@ def token_by_token(
     constraints: StepConstraints,
     choose: Chooser,
     keep_attention: bool = False,
+    copies: int = 1,
 ) -> list[Hypothesis]:
     """One token per row and step, picked by `choose` (greedy: argmax; sampling: a draw), until
     every row has produced <eos>. A row that has leaves the decode (the decoder runs on the rest
-    only: sampled batches have a long tail of rows still going); it only pads from there."""
+    only: sampled batches have a long tail of rows still going); it only pads from there.
+
+    `copies`: decode each context that many times, context by context (batch * copies rows):
+    each is encoded once and its encoder memory and decoder state expanded (sample-and-rerank:
+    the bidirectional encoder on N identical copies was most of its time)."""
     memory, hidden = model.encode(src, src_lengths)
-    return token_by_token_from(
-        model, memory, hidden, max_length, constraints, choose, keep_attention
-    )
-
-
-def token_by_token_from(
-    model: Seq2Seq,
-    memory: EncoderMemory,
-    hidden: Hidden,
-    max_length: int,
-    constraints: StepConstraints,
-    choose: Chooser,
-    keep_attention: bool = False,
-) -> list[Hypothesis]:
-    """`token_by_token` from contexts already encoded (one row each): sample-and-rerank encodes
-    each context once and expands its rows, instead of encoding N identical copies."""
+    if copies > 1:
+        rows = torch.arange(src.size(0), device=src.device).repeat_interleave(copies)
+        memory, hidden = memory.index_select(rows), select_hidden(hidden, rows)
     step = Stepper(model, memory, hidden, constraints, keep_attention, max_length)
     batch, device = memory.keys.size(0), memory.keys.device
     history = torch.full((batch, 1), SOS_ID, dtype=torch.long, device=device)

@@ -22,9 +22,9 @@ from torch import Tensor
 
 from nlp.search.hypothesis import Hypothesis
 from nlp.search.mmi import ReverseModel, sequence_log_probs
-from nlp.search.sampling import sample_from
+from nlp.search.sampling import sample
 from nlp.search.step import StepConstraints
-from nlp.seq2seq import Seq2Seq, select_hidden
+from nlp.seq2seq import Seq2Seq
 
 
 @dataclass(frozen=True)
@@ -53,17 +53,17 @@ def sample_and_rerank(
     if candidates < 1:
         raise ValueError(f"rerank needs at least one candidate, got {candidates}")
     batch = src.size(0)
-    drawn = draw_candidates(
+    drawn = sample(
         model,
         src,
         src_lengths,
         max_length,
-        candidates,
         constraints,
         temperature,
         top_k,
         top_p,
         generator,
+        copies=candidates,
     )
     per_context = [drawn[i * candidates : (i + 1) * candidates] for i in range(batch)]
     contexts = [row[:n] for row, n in zip(src.tolist(), src_lengths.tolist(), strict=True)]
@@ -73,38 +73,6 @@ def sample_and_rerank(
         j = max(range(len(hyps)), key=lambda k: row_scores[k])  # the first of equals
         best.append(dataclasses.replace(hyps[j], normalized_score=row_scores[j]))
     return best
-
-
-@torch.inference_mode()
-def draw_candidates(
-    model: Seq2Seq,
-    src: Tensor,
-    src_lengths: Tensor,
-    max_length: int,
-    candidates: int,
-    constraints: StepConstraints = StepConstraints(),
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    generator: torch.Generator | None = None,
-) -> list[Hypothesis]:
-    """`candidates` sampled replies per context, context by context (batch * N): the draws of
-    `sample` on every context repeated N times, but each context is encoded once and its encoder
-    memory and decoder state are expanded (the bidirectional encoder on N identical copies was
-    most of a rerank's time)."""
-    memory, hidden = model.encode(src, src_lengths)
-    rows = torch.arange(src.size(0), device=src.device).repeat_interleave(candidates)
-    return sample_from(
-        model,
-        memory.index_select(rows),
-        select_hidden(hidden, rows),
-        max_length,
-        constraints,
-        temperature,
-        top_k,
-        top_p,
-        generator,
-    )
 
 
 def rerank_scores(

@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from nlp.search.greedy import token_by_token_from
+from nlp.search.greedy import token_by_token
 from nlp.search.hypothesis import Hypothesis
 from nlp.search.step import StepConstraints
-from nlp.seq2seq import EncoderMemory, Hidden, Seq2Seq
+from nlp.seq2seq import Seq2Seq
 
 _PREFIX = 64  # tokens per row looked at first for the nucleus
 
@@ -78,28 +78,11 @@ def sample(
     top_k: int = 0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    copies: int = 1,
 ) -> list[Hypothesis]:
     """One draw per step from the temperature-scaled, top-k/top-p filtered distribution; scores
-    are the unscaled log-probabilities of the drawn tokens."""
-    memory, hidden = model.encode(src, src_lengths)
-    return sample_from(
-        model, memory, hidden, max_length, constraints, temperature, top_k, top_p, generator
-    )
-
-
-@torch.inference_mode()
-def sample_from(
-    model: Seq2Seq,
-    memory: EncoderMemory,
-    hidden: Hidden,
-    max_length: int,
-    constraints: StepConstraints = StepConstraints(),
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    generator: torch.Generator | None = None,
-) -> list[Hypothesis]:
-    """`sample` from contexts already encoded (`model.encode`), one row of memory per draw."""
+    are the unscaled log-probabilities of the drawn tokens. `copies`: that many draws per context,
+    context by context (see `token_by_token`)."""
 
     def draw(log_probs: Tensor) -> Tensor:
         scaled = log_probs / temperature
@@ -109,4 +92,4 @@ def sample_from(
         choice = torch.multinomial(values.softmax(dim=-1), 1, generator=generator)
         return ids.gather(1, choice).squeeze(1)
 
-    return token_by_token_from(model, memory, hidden, max_length, constraints, draw)
+    return token_by_token(model, src, src_lengths, max_length, constraints, draw, copies=copies)

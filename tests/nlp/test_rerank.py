@@ -9,7 +9,6 @@ from nlp.search import StepConstraints, sample
 from nlp.search.hypothesis import Hypothesis
 from nlp.search.rerank import (
     RerankScoring,
-    draw_candidates,
     rerank_scores,
     sample_and_rerank,
 )
@@ -62,8 +61,17 @@ def test_candidates_from_one_encoding_equal_sampling_the_repeated_contexts(seed:
     model = _random_model(seed)
     src, lengths = _src()
     n, constraints = 6, StepConstraints(min_length=1, no_repeat_ngram=2)
-    expanded = draw_candidates(
-        model, src, lengths, 12, n, constraints, 1.3, 0, 0.95, torch.Generator().manual_seed(seed)
+    expanded = sample(
+        model,
+        src,
+        lengths,
+        12,
+        constraints,
+        1.3,
+        0,
+        0.95,
+        torch.Generator().manual_seed(seed),
+        copies=n,
     )
     repeated = sample(
         model,

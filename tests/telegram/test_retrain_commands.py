@@ -44,9 +44,12 @@ async def rbot(
 ) -> AsyncIterator[Harness]:
     """The bot with fast retraining settings and its own copy of the shipped model."""
     shipped = shutil.copytree(tiny_model_dir, tmp_path / "shipped" / "default")
-    settings = make_settings().model_copy(
-        update={"model_dir": shipped, "retrain": fast_retrain(tiny_pairs_file)}
-    )
+    # This file is about the commands and the bot learning a pattern, not about the gate's bound
+    # (tests/retraining/test_gate.py): on the tiny base set the candidate's base perplexity
+    # varies from run to run by more than the default 5 % (seen: 1.058 and 1.065 against a limit
+    # of 1.057, about one run in four, before and after this session's changes).
+    retrain = fast_retrain(tiny_pairs_file, ppl_tolerance=0.15)
+    settings = make_settings().model_copy(update={"model_dir": shipped, "retrain": retrain})
     app = build_app(settings)
     try:
         async with running(build_application(app)) as bot:

@@ -93,6 +93,10 @@ class DecodingSettings(BaseModel):
     beam_size: int = Field(5, ge=1, le=256)
     length_penalty: float = 0.6  # GNMT alpha; 0 disables
     no_repeat_ngram: int = Field(3, ge=0)  # 0 disables
+    # No token right after itself ("pizza pizza"), and each content word (a word that is not an
+    # English stop word) at most once a reply ("books books books", "movies, and movies"): the
+    # word loops a reader judged not sensible (see models/default/README.md).
+    no_repeat_words: bool = False
     min_length: int = Field(1, ge=0)  # every strategy: tokens before <eos> is allowed
     max_length: int = Field(20, ge=1)
     # sample and rerank; bounded: 0.01 is all but greedy and 100 all but uniform, while beyond

@@ -34,6 +34,7 @@ from config import ModelSettings, TextSettings, TrainingSettings
 from nlp.checkpoint import Checkpoint, load_checkpoint, load_training_state, save_checkpoint
 from nlp.datasets import Batch, EncodedPair, bucketed_batches, pad, prepare_corpus
 from nlp.device import bf16_pays, resolve_device
+from nlp.errors import CheckpointError
 from nlp.recipe import DataRecipe
 from nlp.schedule import LearningRateSchedule
 from nlp.seq2seq import Seq2Seq
@@ -527,25 +528,43 @@ def train_from_sources(
     text_settings: TextSettings,
     *,
     resume: bool = False,
+    init_from: Path | None = None,
     reverse: bool = False,
     fp16_weights: bool = False,
     show_progress: bool = True,
 ) -> TrainResult:
-    """The whole recipe behind `chatbot train`: data -> vocabulary -> model -> best checkpoint."""
+    """The whole recipe behind `chatbot train`: data -> vocabulary -> model -> best checkpoint.
+
+    `init_from`: a second stage. The run starts from that checkpoint's weights, vocabulary, sizes
+    and context rule, with a fresh optimizer and schedule (so a longer budget anneals again), on
+    `sources` split by the same rule: its test pairs stay the parent's test pairs."""
+    if resume and init_from is not None:
+        raise ValueError("resume continues the run in the output directory; init_from starts one")
     set_seed(training.seed)
     device = resolve_device(training.device)
-    previous = load_checkpoint(out_dir) if resume else None
-    if previous is not None:  # a resumed run keeps the sizes it was started with
-        model_settings, text_settings = previous.model_settings, previous.text_settings
+    start_dir = out_dir if resume else init_from
+    start = load_checkpoint(start_dir) if start_dir is not None else None
+    if start is not None:  # a resumed or second-stage run keeps the sizes it was started with
+        model_settings, text_settings = start.model_settings, start.text_settings
+    if (
+        init_from is not None
+        and start is not None
+        and (start.recipe.direction == "reverse") != reverse
+    ):
+        fix = (
+            "a forward model: drop --reverse" if reverse else "a reverse (MMI) model: add --reverse"
+        )
+        raise CheckpointError(f"{init_from} is {fix}")
+    previous = start if resume else None
     recipe = (
-        previous.recipe
-        if previous
+        start.recipe.for_sources(sources if init_from is not None else None)
+        if start
         else DataRecipe.from_training(sources, training, reverse=reverse)
     )
     corpus = prepare_corpus(
-        recipe, TextProcessor(text_settings), vocab=previous.vocab if previous else None
+        recipe, TextProcessor(text_settings), vocab=start.vocab if start else None
     )
-    model = previous.model if previous else Seq2Seq(model_settings, len(corpus.vocab))
+    model = start.model if start else Seq2Seq(model_settings, len(corpus.vocab))
     log.info(
         "data: %s pairs train / %s valid / %s test; vocabulary %d; model %.1fM parameters on %s",
         *(f"{len(corpus.encoded[s]):,}" for s in ("train", "valid", "test")),
@@ -562,9 +581,27 @@ def train_from_sources(
         recipe,
         Path(out_dir),
         device,
+        info=_lineage(init_from, start),
         fp16_weights=fp16_weights,
         show_progress=show_progress,
     )
     if previous is not None:
         trainer.resume_from(out_dir)
     return trainer.train(corpus.encoded["train"], corpus.encoded["valid"])
+
+
+def _lineage(init_from: Path | None, start: Checkpoint | None) -> dict[str, Any]:
+    """What a second-stage checkpoint records of the one it started from (a resumed run keeps
+    its record)."""
+    if start is None:
+        return {}
+    if init_from is None:
+        return {"init_from": start.info["init_from"]} if "init_from" in start.info else {}
+    return {
+        "init_from": {
+            "path": str(init_from),
+            "steps": start.info.get("steps"),
+            "seed": start.info.get("seed"),
+            "init_from": start.info.get("init_from"),
+        }
+    }

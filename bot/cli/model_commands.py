@@ -89,6 +89,13 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-tie", action="store_false", dest="tie_embeddings", default=None)
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="DIR",
+        help="a second stage: start from this checkpoint's weights, vocabulary, sizes and context "
+        "rule with a fresh schedule (its test pairs stay the test pairs)",
+    )
+    p.add_argument(
         "--reverse", action="store_true", help="train the MMI reverse model p(context | reply)"
     )
     p.add_argument(
@@ -111,6 +118,8 @@ def _override(section: Any, args: argparse.Namespace) -> Any:
 def run_train(args: argparse.Namespace, settings: Settings) -> int:
     from nlp.training import train_from_sources
 
+    if args.init_from is not None:
+        _check_init_from(args)
     if args.resume and not (args.out / "config.json").is_file():
         raise CliError(f"--resume: no checkpoint to resume in {args.out}")
     check_checkpoint_output(args.out)
@@ -126,6 +135,7 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
         model,
         settings.text,
         resume=args.resume,
+        init_from=args.init_from,
         reverse=args.reverse,
         fp16_weights=args.fp16_weights,
         show_progress=not args.quiet and sys.stderr.isatty(),
@@ -143,6 +153,36 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
         )
     )
     return 0
+
+
+# What a checkpoint fixes: a second stage takes these from the checkpoint it starts from.
+_FIXED_BY_CHECKPOINT = {
+    "context_turns": "--context-turns",
+    "max_length": "--max-length",
+    "min_count": "--min-count",
+    "max_vocab": "--max-vocab",
+    "cell": "--cell",
+    "embedding_dim": "--embedding-dim",
+    "hidden_size": "--hidden-size",
+    "num_layers": "--layers",
+    "dropout": "--dropout",
+    "attention": "--attention",
+    "tie_embeddings": "--no-tie",
+}
+
+
+def _check_init_from(args: argparse.Namespace) -> None:
+    if args.resume:
+        raise CliError("--init-from starts a new run; --resume continues one: use one of them")
+    if not (args.init_from / "config.json").is_file():
+        raise CliError(f"--init-from: no checkpoint in {args.init_from}")
+    if args.init_from.resolve() == args.out.resolve():
+        raise CliError("--init-from: write the second stage to another --out directory")
+    given = [flag for key, flag in _FIXED_BY_CHECKPOINT.items() if getattr(args, key) is not None]
+    if given:
+        raise CliError(
+            f"--init-from: {', '.join(given)} come from the checkpoint {args.init_from}; drop them"
+        )
 
 
 def _exp(x: float) -> float:
@@ -166,6 +206,12 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
         help="sample N replies and keep the best scored (with --mmi: plus the reverse model)",
     )
     p.add_argument("--min-length", type=int, help="tokens before a reply may end")
+    p.add_argument(
+        "--no-repeat-words",
+        action="store_true",
+        default=None,
+        help="no token right after itself, each content word at most once a reply",
+    )
     p.add_argument("--length-weight", type=arguments.finite_float, dest="rerank_length_weight")
     p.add_argument("--top-p", type=arguments.finite_float)
     p.add_argument("--top-k", type=int)
@@ -202,6 +248,7 @@ def decoding_from_args(settings: Settings, args: argparse.Namespace) -> Any:
         "mmi_weight",
         "min_length",
         "rerank_length_weight",
+        "no_repeat_words",
     ):
         if getattr(args, name) is not None:
             d[name] = getattr(args, name)

@@ -4,7 +4,8 @@ Constraints live here, not in the strategies, so greedy, beam, sampling and rera
 same rules: banned tokens (specials such as `<unk>`, blocklisted words, PII-looking tokens) are
 never produced, nor is the last token of a banned phrase; `<eos>` waits for the minimum length and,
 when the constraints name the vocabulary's words, for a real word (a reply is never only
-placeholders or punctuation); n-grams already in the reply are not repeated.
+placeholders or punctuation); n-grams already in the reply are not repeated, nor (where asked)
+the last token or a content word already said.
 """
 
 from __future__ import annotations
@@ -32,10 +33,17 @@ class StepConstraints:
     # None: any reply may end. Ids: <eos> is banned until one of these (a real word) was
     # generated, and a reply with none by its last step must take one there.
     word_ids: tuple[int, ...] | None = None
+    no_immediate_repeat: bool = False  # no token right after itself
+    once_ids: tuple[int, ...] = ()  # ids that occur at most once a reply (content words)
 
     @classmethod
     def from_settings(cls, settings: DecodingSettings) -> StepConstraints:
-        return cls(settings.min_length, settings.no_repeat_ngram)
+        """Without a vocabulary: no content words are known, so only the immediate repeat."""
+        return cls(
+            settings.min_length,
+            settings.no_repeat_ngram,
+            no_immediate_repeat=settings.no_repeat_words,
+        )
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,7 @@ class Stepper:
         self._banned = torch.tensor(constraints.banned, dtype=torch.long, device=device)
         self._phrases = _phrase_tables(constraints.banned_phrases, device)
         self._word_mask = _word_mask(constraints, model.vocab_size, device)  # (vocab,) or None
+        self._once_mask = _id_mask(constraints.once_ids, model.vocab_size, device)
         self.last_attention: Tensor | None = None  # (N, src_len) of the latest step
 
     def __call__(self, history: Tensor) -> Tensor:
@@ -107,6 +116,12 @@ class Stepper:
         n = c.no_repeat_ngram
         if n and generated >= n:
             _block_repeated_ngrams(log_probs, reply, n)
+        if c.no_immediate_repeat and generated:
+            log_probs.scatter_(1, reply[:, -1:], float("-inf"))
+        if self._once_mask is not None and generated:
+            # Ids said once ban themselves; every other position points at <pad> (never made).
+            said = torch.where(self._once_mask[reply], reply, torch.full_like(reply, PAD_ID))
+            log_probs.scatter_(1, said, float("-inf"))
         return log_probs
 
     def _require_a_word(self, log_probs: Tensor, reply: Tensor) -> None:
@@ -130,6 +145,15 @@ def _word_mask(
     mask[torch.tensor(constraints.word_ids, dtype=torch.long, device=device)] = True
     mask[torch.tensor(constraints.banned, dtype=torch.long, device=device)] = False
     return mask if bool(mask.any()) else None
+
+
+def _id_mask(ids: tuple[int, ...], vocab_size: int, device: torch.device) -> Tensor | None:
+    """(vocab,) True at `ids`; None when there are none."""
+    if not ids:
+        return None
+    mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+    mask[torch.tensor(ids, dtype=torch.long, device=device)] = True
+    return mask
 
 
 def _phrase_tables(

@@ -11,6 +11,8 @@
   lacks cannot be generated and needs no ban.
 - Words. A reply needs a token that starts with a letter (not a placeholder or a special): a
   reply of only placeholders, punctuation, emoticons (":p") or a bare clitic ("'s") never ends.
+- Content words: words that are not English stop words (spaCy's list), for the rule that says
+  each at most once a reply (`DecodingSettings.no_repeat_words`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class VocabularyRules:
     banned: tuple[int, ...]  # specials, PII-looking tokens, blocklisted words
     banned_phrases: tuple[tuple[int, ...], ...]  # blocklisted phrases as id sequences
     word_ids: tuple[int, ...]  # tokens that make a reply more than placeholders and punctuation
+    content_ids: tuple[int, ...]  # words that are not stop words
 
     @classmethod
     def build(cls, vocab: Vocabulary, blocklist: Sequence[Sequence[str]] = ()) -> VocabularyRules:
@@ -50,7 +53,12 @@ class VocabularyRules:
                 banned.update(variants[0])
             else:
                 phrases.update(itertools.product(*variants))
-        return cls(tuple(sorted(banned)), tuple(sorted(phrases)), tuple(word_ids(vocab)))
+        return cls(
+            tuple(sorted(banned)),
+            tuple(sorted(phrases)),
+            tuple(word_ids(vocab)),
+            tuple(content_word_ids(vocab)),
+        )
 
     def constraints(self, settings: DecodingSettings) -> StepConstraints:
         return StepConstraints(
@@ -59,6 +67,8 @@ class VocabularyRules:
             self.banned,
             self.banned_phrases,
             self.word_ids,
+            no_immediate_repeat=settings.no_repeat_words,
+            once_ids=self.content_ids if settings.no_repeat_words else (),
         )
 
 
@@ -90,6 +100,13 @@ def is_word(token: str) -> bool:
 def word_ids(vocab: Vocabulary) -> list[int]:
     # Specials and placeholders start with "<", so `is_word` already rules them out.
     return [i for i, token in enumerate(vocab.itos) if is_word(token)]
+
+
+def content_word_ids(vocab: Vocabulary) -> list[int]:
+    """Words that carry the reply's content: not a stop word ("i", "just", "n't", "the")."""
+    from spacy.lang.en.stop_words import STOP_WORDS  # spaCy loads only where it is used
+
+    return [i for i in word_ids(vocab) if vocab.itos[i].lower() not in STOP_WORDS]
 
 
 def read_blocklist(path: Path, processor: TextProcessor) -> list[list[str]]:

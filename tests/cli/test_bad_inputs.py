@@ -354,6 +354,34 @@ CASES: list[Any] = [
         ),
         id="train-resume-corrupt-optimizer",
     ),
+    pytest.param(
+        lambda p: (_train(p, "--init-from", str(p.root / "nothing")), {}, "no checkpoint in"),
+        id="train-init-from-missing",
+    ),
+    pytest.param(
+        lambda p: (_train(p, "--init-from", str(p.model), "--resume"), {}, "use one of them"),
+        id="train-init-from-and-resume",
+    ),
+    pytest.param(
+        lambda p: (
+            _train(p, "--init-from", str(p.model), "--hidden-size", "64", "--max-length", "9"),
+            {},
+            "--max-length, --hidden-size come from the checkpoint",
+        ),
+        id="train-init-from-with-sizes",
+    ),
+    pytest.param(
+        lambda p: (_train(p, "--init-from", str(p.model), "--reverse"), {}, "drop --reverse"),
+        id="train-init-from-direction",
+    ),
+    pytest.param(
+        lambda p: (
+            ["train", "--data", str(p.pairs), "--init-from", str(p.model), "--out", str(p.model)],
+            {},
+            "another --out",
+        ),
+        id="train-init-from-into-itself",
+    ),
     # ---- eval and attention: output paths before work --------------------------------------
     pytest.param(
         lambda p: (["eval", str(p.model), "--out", "/proc/chatbot-eval.json"], {}, "cannot write"),

@@ -1,16 +1,19 @@
+import itertools
 from pathlib import Path
 
 import pytest
 import torch
 
-from config import ModelSettings
+from config import DecodingSettings, ModelSettings
 from nlp.checkpoint import load_checkpoint
 from nlp.search import StepConstraints, beam_search, greedy_search, sample
+from nlp.search.rerank import sample_and_rerank
 from nlp.search.sampling import filter_logits
 from nlp.search.step import NEVER_GENERATED
+from nlp.search.vocab_rules import VocabularyRules
 from nlp.seq2seq import Seq2Seq
 from nlp.text import TextProcessor
-from nlp.vocabulary import EOS_ID, UNK_ID
+from nlp.vocabulary import EOS_ID, UNK_ID, Vocabulary
 
 VOCAB = 40
 
@@ -118,6 +121,40 @@ def test_no_repeat_ngram_blocks_repeats(n: int) -> None:
         for hyp in hyps:
             grams = [tuple(hyp.tokens[i : i + n]) for i in range(len(hyp.tokens) - n + 1)]
             assert len(grams) == len(set(grams))
+
+
+def _replies(model: Seq2Seq, constraints: StepConstraints) -> list[list[int]]:
+    """Every strategy's replies, sample-and-rerank's too."""
+    src, lengths = _src()
+    reranked = sample_and_rerank(
+        model, src, lengths, 10, 4, constraints, generator=torch.Generator().manual_seed(0)
+    )
+    by_strategy = _all_strategies(model, 10, constraints)
+    return [*itertools.chain(*by_strategy.values()), *(h.tokens for h in reranked)]
+
+
+def test_no_repeat_words_stops_word_loops_in_every_strategy() -> None:
+    model = _random_model(0)
+    _bias(model, 9, 50.0)  # token 9 ("pizza") is overwhelmingly likely at every step
+    _bias(model, 10, 45.0)  # and token 10 ("just") next
+    plain = _replies(model, StepConstraints(min_length=6))
+    assert all(any(a == b for a, b in itertools.pairwise(r)) for r in plain)  # "pizza pizza"
+    assert all(r.count(9) > 1 for r in plain)
+    no_loops = StepConstraints(min_length=6, no_immediate_repeat=True, once_ids=(9,))
+    for reply in _replies(model, no_loops):
+        assert not any(a == b for a, b in itertools.pairwise(reply)), reply
+        assert reply.count(9) == 1, reply  # a content word once; a stop word more often:
+        assert reply.count(10) > 1, reply
+
+
+def test_content_words_are_the_words_that_are_not_stop_words() -> None:
+    vocab = Vocabulary.build([["i", "just", "love", "pizza", "n't", "!", "<num>", "haha"]], 1, 100)
+    content = {vocab.itos[i] for i in VocabularyRules.build(vocab).content_ids}
+    assert content == {"love", "pizza", "haha"}
+    rules = VocabularyRules.build(vocab)
+    assert rules.constraints(DecodingSettings()).once_ids == ()
+    on = rules.constraints(DecodingSettings(no_repeat_words=True))
+    assert on.once_ids == rules.content_ids and on.no_immediate_repeat
 
 
 def test_beam_returns_n_best_sorted_by_length_normalised_score() -> None:

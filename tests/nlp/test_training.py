@@ -6,6 +6,7 @@ import torch
 
 from config import ModelSettings, TextSettings
 from nlp.checkpoint import load_checkpoint
+from nlp.errors import CheckpointError
 from nlp.responder import Responder
 from nlp.seq2seq import Seq2Seq
 from nlp.text import TextProcessor, detokenize
@@ -60,6 +61,53 @@ def test_resume_continues_the_saved_run(tiny_pairs_file: Path, tmp_path: Path) -
     assert first.epochs == 2 and resumed.epochs == 4
     assert resumed.steps == 2 * first.steps
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+
+
+@pytest.mark.slow  # trains its own tiny models
+def test_a_second_stage_starts_from_the_checkpoint_with_a_fresh_schedule(
+    tiny_model_dir: Path, tiny_pairs_file: Path, tmp_path: Path
+) -> None:
+    parent = load_checkpoint(tiny_model_dir)
+    training, _ = tiny_settings(max_steps=4, learning_rate=1e-9, warmup_steps=0)
+    # Sizes given here are not used: the checkpoint's are.
+    other_sizes = ModelSettings(embedding_dim=8, hidden_size=8, num_layers=1)
+    result = train_from_sources(
+        [str(tiny_pairs_file)],
+        tmp_path / "stage2",
+        training,
+        other_sizes,
+        TextSettings(),
+        init_from=tiny_model_dir,
+        show_progress=False,
+    )
+    child = load_checkpoint(tmp_path / "stage2")
+    assert child.model_settings == parent.model_settings
+    assert child.vocab.itos == parent.vocab.itos and child.recipe == parent.recipe
+    # A fresh schedule: its own four steps from zero, not the parent's step count ...
+    assert result.steps == 4 and [h["step"] for h in result.history][-1] == 4
+    # ... from the parent's weights (a learning rate of 1e-9 leaves them all but unchanged).
+    for name, tensor in parent.model.state_dict().items():
+        assert torch.allclose(child.model.state_dict()[name], tensor, atol=1e-5), name
+    assert child.info["init_from"]["path"] == str(tiny_model_dir)
+    assert child.info["init_from"]["steps"] == parent.info["steps"]
+
+
+@pytest.mark.slow  # trains its own tiny models
+def test_a_second_stage_keeps_the_direction(
+    tiny_model_dir: Path, tiny_pairs_file: Path, tmp_path: Path
+) -> None:
+    training, model = tiny_settings(max_steps=1)
+    with pytest.raises(CheckpointError, match="a forward model: drop --reverse"):
+        train_from_sources(
+            [str(tiny_pairs_file)],
+            tmp_path / "stage2",
+            training,
+            model,
+            TextSettings(),
+            init_from=tiny_model_dir,
+            reverse=True,
+            show_progress=False,
+        )
 
 
 @pytest.mark.slow  # trains its own tiny models

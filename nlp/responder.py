@@ -83,6 +83,12 @@ class Responder:
         self._lock = threading.Lock()
         self._generator = torch.Generator(device=self.device).manual_seed(0)
 
+    def reseed(self, seed: int) -> None:
+        """Restart sampling's random stream: the same contexts in the same batch get the same
+        replies again (evaluation decodes a prompt set once per seed)."""
+        with self._lock:
+            self._generator.manual_seed(seed)
+
     @property
     def name(self) -> str:
         return self.checkpoint_dir.name

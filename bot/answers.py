@@ -1,5 +1,21 @@
 """The fixed answers a person gets instead of a generated reply, in one place."""
 
+from enum import StrEnum, unique
+
+
+@unique
+class FixedReason(StrEnum):
+    """Why the dialogue service answered a message with a fixed text: decided where it chose the
+    text and carried on its `Answer`, so nothing reads the reason back from the wording. The
+    values are the `reason` labels of the `chatbot_fixed_answers_total` metric."""
+
+    EMPTY = "empty"
+    TOO_LONG = "too_long"
+    NO_WORDS = "no_words"
+    UNKNOWN_WORDS = "unknown_words"
+    MODEL_ERROR = "model_error"
+
+
 EMPTY = "I didn't catch that. Send me a few words and I'll answer."
 TOO_LONG = "That's more than I can read at once: please keep it under {limit:,} characters."
 TEACH_TOO_LONG = (

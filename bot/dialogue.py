@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot import answers
+from bot.answers import FixedReason
 from bot.batching import MicroBatcher
 from bot.model_slot import ModelSlot
 from config import DialogueSettings
@@ -127,7 +128,7 @@ class ReplyRoute:
 @dataclass(frozen=True)
 class Answer:
     text: str
-    generated: bool  # False: a fixed answer to input the model cannot take
+    fixed_reason: FixedReason | None  # why it is a fixed answer; None: a generated reply
     reply_id: int | None = None  # our id of the stored reply (feedback points at it)
     turn_id: int | None = None
     model_version: str | None = None
@@ -135,8 +136,13 @@ class Answer:
     duplicate: bool = False  # the platform delivered this message before: send nothing
     queued: bool = False  # in the outbox already (a `ReplyRoute` was given): send nothing
 
+    @property
+    def generated(self) -> bool:
+        """The model wrote it (not a fixed answer, not a redelivery that gets nothing)."""
+        return self.fixed_reason is None and not self.duplicate
 
-DUPLICATE = Answer("", generated=False, duplicate=True)
+
+DUPLICATE = Answer("", fixed_reason=None, duplicate=True)
 
 
 class DialogueService:
@@ -183,7 +189,10 @@ class DialogueService:
                 # The message is kept all the same.
                 turn_id = await self.db.run(_save_turn_and_apology, msg, text, route)
                 return Answer(
-                    answers.APOLOGY, generated=False, turn_id=turn_id, queued=route is not None
+                    answers.APOLOGY,
+                    fixed_reason=FixedReason.MODEL_ERROR,
+                    turn_id=turn_id,
+                    queued=route is not None,
                 )
             latency_ms = (time.perf_counter() - started) * 1000.0
             reply = generated.reply.text or "…"
@@ -198,11 +207,11 @@ class DialogueService:
             )
         return Answer(
             reply,
-            True,
-            saved.reply_id,
-            saved.turn_id,
-            generated.version,
-            latency_ms,
+            fixed_reason=None,
+            reply_id=saved.reply_id,
+            turn_id=saved.turn_id,
+            model_version=generated.version,
+            latency_ms=latency_ms,
             queued=route is not None,
         )
 
@@ -221,31 +230,35 @@ class DialogueService:
                 return None
             return await self.db.run(_save_turn_only, msg, text)
 
-    def _fixed_answer(self, text: str) -> str | None:
+    def _fixed_answer(self, text: str) -> Answer | None:
+        """The fixed answer (text and reason, not yet stored) to input the model cannot take."""
         if not text.strip():
-            return answers.EMPTY
+            return Answer(answers.EMPTY, FixedReason.EMPTY)
         if len(text) > self.settings.max_input_chars:
-            return answers.TOO_LONG.format(limit=self.settings.max_input_chars)
+            limit = self.settings.max_input_chars
+            return Answer(answers.TOO_LONG.format(limit=limit), FixedReason.TOO_LONG)
         if not any(ch.isalnum() for ch in text):
-            return answers.NO_WORDS
+            return Answer(answers.NO_WORDS, FixedReason.NO_WORDS)
         if self.models.current().responder.unknown_fraction(text) >= 1.0:
-            return answers.UNKNOWN_WORDS
+            return Answer(answers.UNKNOWN_WORDS, FixedReason.UNKNOWN_WORDS)
         return None
 
     async def _answer_fixed(
-        self, msg: Incoming, text: str, reply: str, route: ReplyRoute | None
+        self, msg: Incoming, text: str, fixed: Answer, route: ReplyRoute | None
     ) -> Answer:
         if not text.strip():  # nothing to store: only the answer is queued
             if route is None:
-                return Answer(reply, generated=False)
-            outgoing = route.outgoing(msg.platform, reply, reply_id=None, turn_id=None)
+                return fixed
+            outgoing = route.outgoing(msg.platform, fixed.text, reply_id=None, turn_id=None)
             await self.db.run(outbox.enqueue, outgoing)
-            return Answer(reply, generated=False, queued=True)
+            return replace(fixed, queued=True)
         async with self._lock_for(msg.platform, msg.chat_id):
             if await self._seen_before(msg, route):
                 return DUPLICATE
-            saved = await self.db.run(_save_exchange, msg, text, reply, route)
-        return Answer(reply, False, saved.reply_id, saved.turn_id, queued=route is not None)
+            saved = await self.db.run(_save_exchange, msg, text, fixed.text, route)
+        return replace(
+            fixed, reply_id=saved.reply_id, turn_id=saved.turn_id, queued=route is not None
+        )
 
     async def _seen_before(self, msg: Incoming, route: ReplyRoute | None = None) -> bool:
         """A platform may deliver one message twice (a bot restarted before acknowledging an

@@ -9,27 +9,11 @@ from __future__ import annotations
 
 import logging
 
-from bot import answers
 from bot.dialogue import Answer
 from bot.observability import metrics
 from bot.observability.update_context import CURRENT, TRACKER
 
 log = logging.getLogger(__name__)
-
-_TOO_LONG_START = answers.TOO_LONG.split("{", 1)[0]
-_FIXED_REASONS = {
-    answers.EMPTY: "empty",
-    answers.NO_WORDS: "no_words",
-    answers.UNKNOWN_WORDS: "unknown_words",
-    answers.APOLOGY: "model_error",
-}
-
-
-def fixed_reason(text: str) -> str:
-    """Why a message got the fixed answer `text` (bot.answers), as a metric label."""
-    if text in _FIXED_REASONS:
-        return _FIXED_REASONS[text]
-    return "too_long" if text.startswith(_TOO_LONG_START) else "other"
 
 
 def answered(answer: Answer) -> None:
@@ -39,13 +23,13 @@ def answered(answer: Answer) -> None:
         return
     metrics.ANSWERED.inc()
     context = CURRENT.get()
-    if answer.generated:
+    if answer.fixed_reason is None:
         latency_s = answer.latency_ms / 1000.0
         if context is not None:
             context.model_version, context.latency_seconds = answer.model_version, latency_s
         log.info("answered with model %s in %.3f s", answer.model_version, latency_s)
     else:
-        reason = fixed_reason(answer.text)
+        reason = answer.fixed_reason.value
         metrics.FIXED_ANSWERS.labels(reason).inc()
         log.info("answered with a fixed answer (%s)", reason)
     TRACKER.reply_queued(answer.reply_id)

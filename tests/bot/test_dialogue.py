@@ -7,6 +7,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import OperationalError
 
 from bot import answers
+from bot.answers import FixedReason
 from bot.dialogue import DialogueService, Incoming, ReplyRoute, UserRef
 from bot.model_slot import ModelSlot
 from config import DialogueSettings, StorageSettings
@@ -33,7 +34,7 @@ async def test_a_message_gets_a_generated_reply_and_both_turns_are_stored(
     service: DialogueService, db: Database
 ) -> None:
     answer = await service.respond(_msg("hello", message_id=42))
-    assert answer.text == "Hi there!" and answer.generated
+    assert answer.text == "Hi there!" and answer.generated and answer.fixed_reason is None
     assert answer.model_version == "tiny" and answer.latency_ms > 0
     assert _messages(db) == [("hello", False, None), ("Hi there!", True, "tiny")]
     assert answer.reply_id is not None and answer.turn_id is not None
@@ -46,18 +47,18 @@ async def test_a_message_gets_a_generated_reply_and_both_turns_are_stored(
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("text", "expected", "reason"),
     [
-        ("x" * 201, answers.TOO_LONG.format(limit=200)),
-        ("😀 !!! ???", answers.NO_WORDS),
-        ("qwzx plorfy", answers.UNKNOWN_WORDS),
+        ("x" * 201, answers.TOO_LONG.format(limit=200), FixedReason.TOO_LONG),
+        ("😀 !!! ???", answers.NO_WORDS, FixedReason.NO_WORDS),
+        ("qwzx plorfy", answers.UNKNOWN_WORDS, FixedReason.UNKNOWN_WORDS),
     ],
 )
-async def test_bad_input_gets_a_fixed_answer_and_is_kept(
-    service: DialogueService, db: Database, text: str, expected: str
+async def test_bad_input_gets_a_fixed_answer_with_its_reason_and_is_kept(
+    service: DialogueService, db: Database, text: str, expected: str, reason: FixedReason
 ) -> None:
     answer = await service.respond(_msg(text))
-    assert answer.text == expected and not answer.generated
+    assert answer.text == expected and answer.fixed_reason is reason and not answer.generated
     assert _messages(db) == [(text, False, None), (expected, True, None)]
 
 
@@ -66,7 +67,8 @@ async def test_empty_input_gets_a_fixed_answer_and_nothing_is_stored(
     service: DialogueService, db: Database, text: str
 ) -> None:
     answer = await service.respond(_msg(text))
-    assert answer.text == answers.EMPTY and not answer.generated
+    assert answer.text == answers.EMPTY and answer.fixed_reason is FixedReason.EMPTY
+    assert not answer.generated
     assert _messages(db) == []
 
 
@@ -135,6 +137,7 @@ async def test_a_failing_model_gets_an_apology_and_the_message_is_kept(
     try:
         answer = await service.respond(_msg("hello"))
         assert answer.text == answers.APOLOGY and not answer.generated
+        assert answer.fixed_reason is FixedReason.MODEL_ERROR
         assert _messages(db) == [("hello", False, None)]
     finally:
         await service.close()
@@ -232,6 +235,8 @@ async def test_with_a_route_the_reply_is_queued_with_the_stored_reply(
     empty = await service.respond(_msg("   ", message_id=11), ROUTE)
 
     assert answer.queued and fixed.queued and empty.queued
+    assert answer.fixed_reason is None
+    assert (fixed.fixed_reason, empty.fixed_reason) == (FixedReason.NO_WORDS, FixedReason.EMPTY)
     assert _outbox(db) == [
         ("Hi there!", f"answer:{answer.turn_id}", answer.reply_id, "9"),
         (answers.NO_WORDS, f"answer:{fixed.turn_id}", fixed.reply_id, "9"),
@@ -253,6 +258,7 @@ async def test_a_redelivered_message_whose_reply_never_went_out_gets_it_queued_o
     once_more = await service.respond(_msg("hello", message_id=7), ROUTE)
 
     assert again.duplicate and once_more.duplicate
+    assert not again.generated and again.fixed_reason is None  # it gets nothing at all
     assert _outbox(db) == [("Hi there!", f"answer:{answer.turn_id}", answer.reply_id, "9")]
     assert [t for t, _, _ in _messages(db)] == ["hello", "Hi there!"]  # stored once
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import contextvars
 
-from bot import answers
 from bot.observability import metrics, update_context
-from bot.observability.outcomes import fixed_reason
 from bot.observability.update_context import UpdateTracker, chat_of, kind_of
 from storage.inbox import ReceivedUpdate
 
@@ -85,11 +83,3 @@ def test_arrivals_never_answered_are_forgotten_oldest_first() -> None:
         False,
         False,
     ]
-
-
-def test_each_fixed_answer_has_its_reason() -> None:
-    assert fixed_reason(answers.EMPTY) == "empty"
-    assert fixed_reason(answers.TOO_LONG.format(limit=4096)) == "too_long"
-    assert fixed_reason(answers.NO_WORDS) == "no_words"
-    assert fixed_reason(answers.UNKNOWN_WORDS) == "unknown_words"
-    assert fixed_reason(answers.APOLOGY) == "model_error"

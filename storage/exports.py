@@ -21,6 +21,7 @@ from typing import Literal
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from storage.conversations import find_chat, find_user
 from storage.in_lists import in_chunks
 from storage.person_messages import person_message_ids, private_chat_id
 from storage.tables import Chat, Feedback, Message, Platform, TaughtPair, User, utcnow
@@ -307,7 +308,8 @@ class ConversationQuery:
     deletes; other people's messages in a shared group are theirs, not this person's). `chat`:
     every message of that chat. Both: that person's part of that chat. `since`: only messages
     written at or after it. Ids are the platform's own (a Telegram user or chat id), on
-    `platform`; with no `user` and no `chat`, every chat of every platform.
+    `platform` (a `Platform` value; the lookups raise ValueError for any other, which front ends
+    refuse before); with no `user` and no `chat`, every chat of every platform.
     """
 
     platform: str = Platform.TELEGRAM.value
@@ -339,9 +341,9 @@ class ConversationRow:
 
 def conversation_subject_known(session: Session, query: ConversationQuery) -> bool:
     """Whether the user and the chat `query` names are stored (true when it names neither)."""
-    if query.user is not None and _user_row_id(session, query) is None:
+    if query.user is not None and find_user(session, query.platform, query.user) is None:
         return False
-    return query.chat is None or _chat_row_id(session, query) is not None
+    return query.chat is None or find_chat(session, query.platform, query.chat) is not None
 
 
 def iter_conversations(
@@ -353,13 +355,13 @@ def iter_conversations(
     or chat that is not stored (never seen, or forgotten)."""
     conditions: list[ColumnElement[bool]] = []
     if query.user is not None:
-        user_id = _user_row_id(session, query)
+        user_id = find_user(session, query.platform, query.user)
         if user_id is None:
             return
         private = private_chat_id(session, query.platform, str(query.user))
         conditions.append(Message.id.in_(person_message_ids(user_id, private)))
     if query.chat is not None:
-        chat_id = _chat_row_id(session, query)
+        chat_id = find_chat(session, query.platform, query.chat)
         if chat_id is None:
             return
         conditions.append(Message.chat_id == chat_id)
@@ -405,15 +407,3 @@ def iter_conversations(
             feedback_up=int(row[12]),
             feedback_down=int(row[13]),
         )
-
-
-def _user_row_id(session: Session, query: ConversationQuery) -> int | None:
-    return session.execute(
-        select(User.id).where(User.platform == query.platform, User.external_id == query.user)
-    ).scalar()
-
-
-def _chat_row_id(session: Session, query: ConversationQuery) -> int | None:
-    return session.execute(
-        select(Chat.id).where(Chat.platform == query.platform, Chat.external_id == query.chat)
-    ).scalar()

@@ -259,6 +259,23 @@ def test_an_unknown_user_or_chat_exports_nothing(database: Database, tmp_path: P
         assert (found["known"], found["records"]) == (False, [])
 
 
+def test_a_platform_that_is_not_one_is_an_error_not_nothing_stored(database: Database) -> None:
+    # "Nothing stored for irc user 101" would be a wrong answer to a data request; the CLI and
+    # the front ends refuse such a platform before they get here.
+    with database.begin() as session:
+        _seed(session)
+
+    with database.session() as session:
+        for query in (
+            ConversationQuery(platform="irc", user="101"),
+            ConversationQuery("irc", chat="101"),
+        ):
+            with pytest.raises(ValueError, match="irc"):
+                exports.conversation_subject_known(session, query)
+            with pytest.raises(ValueError, match="irc"):
+                list(exports.iter_conversations(session, query))
+
+
 def test_rows_are_streamed_in_chunks_in_order(database: Database) -> None:
     with database.begin() as session:
         chat, ann = get_or_create_chat(session, ANNS_CHAT), get_or_create_user(session, ANN)

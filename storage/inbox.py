@@ -48,6 +48,7 @@ class ReceivedUpdate:
 class ClaimedUpdate:
     id: int
     update_id: int
+    chat_key: str | None  # as stored (`ReceivedUpdate.chat_key`)
     payload: dict[str, Any]
     attempts: int  # claims so far, this one included
 
@@ -124,7 +125,13 @@ def claim(
         earlier.update_id < InboxUpdate.update_id,
     )
     rows = session.execute(
-        select(InboxUpdate.id, InboxUpdate.update_id, InboxUpdate.payload, InboxUpdate.attempts)
+        select(
+            InboxUpdate.id,
+            InboxUpdate.update_id,
+            InboxUpdate.chat_key,
+            InboxUpdate.payload,
+            InboxUpdate.attempts,
+        )
         .where(
             InboxUpdate.platform == Platform(platform).value,
             InboxUpdate.status == PENDING,
@@ -148,7 +155,8 @@ def claim(
         )
     )
     return [
-        ClaimedUpdate(row.id, row.update_id, row.payload or {}, row.attempts + 1) for row in rows
+        ClaimedUpdate(row.id, row.update_id, row.chat_key, row.payload or {}, row.attempts + 1)
+        for row in rows
     ]
 
 

@@ -2,9 +2,9 @@
 
 `arrived()` and `stored()` are told of updates as they come in and once they are in the inbox
 (by the polling loop, the webhook server): the first notes when each arrived, the second counts
-them by kind. `handling()` runs in the dispatcher's task of
-one update: it puts the update's id and chat into a context variable (every log line written
-while the update is handled carries them, see `log_format`) and hands on its arrival time.
+them by kind. `handling()` runs in the dispatcher's task of one update: it puts the update's
+id and chat (the inbox row's `chat_key`) into a context variable (every log line written while
+the update is handled carries them, see `log_format`) and hands on its arrival time.
 `reply_queued()` ties our stored reply's id to that arrival, and `reply_sent()` (the outbox
 sender, after Telegram took the message) observes the whole latency. All of it is in-process:
 an update stored by one replica and answered by another is not timed. The maps are bounded, so
@@ -46,19 +46,6 @@ def kind_of(payload: Mapping[str, Any]) -> str:
     return next((key for key in payload if key != "update_id"), "empty")
 
 
-def chat_of(payload: Mapping[str, Any]) -> str | None:
-    """The chat an update belongs to, from its JSON (a message's chat, a button's message's)."""
-    for value in payload.values():
-        if not isinstance(value, Mapping):
-            continue
-        chat = value.get("chat")
-        if chat is None and isinstance(value.get("message"), Mapping):
-            chat = value["message"].get("chat")
-        if isinstance(chat, Mapping) and "id" in chat:
-            return str(chat["id"])
-    return None
-
-
 class _Bounded(OrderedDict[int, float]):
     def remember(self, key: int, value: float) -> None:
         self[key] = value
@@ -82,9 +69,10 @@ class UpdateTracker:
         for update in updates:
             metrics.UPDATES.labels(kind_of(update.payload)).inc()
 
-    def handling(self, update_id: int, payload: Mapping[str, Any]) -> UpdateContext:
-        """Called in the task that handles the update; its log lines carry the update."""
-        context = UpdateContext(update_id, chat_of(payload), self._arrivals.pop(update_id, None))
+    def handling(self, update_id: int, chat_key: str | None) -> UpdateContext:
+        """Called in the task that handles the update; its log lines carry the update and its
+        chat (`chat_key`: the inbox's, read once from the update when it was received)."""
+        context = UpdateContext(update_id, chat_key, self._arrivals.pop(update_id, None))
         CURRENT.set(context)
         return context
 

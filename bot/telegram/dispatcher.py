@@ -290,7 +290,7 @@ class Dispatcher:
     async def _process(self, row: ClaimedUpdate) -> str | None:
         """Run the handlers until they got through without a database outage; the reason the
         update was given up, or None."""
-        TRACKER.handling(row.update_id, row.payload)  # log lines name the update from here on
+        TRACKER.handling(row.update_id, row.chat_key)  # log lines name the update from here on
         if row.attempts > self.settings.update_max_attempts:
             log.warning(
                 "update %s was claimed %d times without being handled (a process died on it "

@@ -1,12 +1,13 @@
-"""The update being handled: its chat read from any kind of update, the reply latency timed from
-its arrival to its reply's send in this process only, and the bookkeeping bounded."""
+"""The update being handled: its kind read from any kind of update, its chat the inbox row's, the
+reply latency timed from its arrival to its reply's send in this process only, and the
+bookkeeping bounded."""
 
 from __future__ import annotations
 
 import contextvars
 
 from bot.observability import metrics, update_context
-from bot.observability.update_context import UpdateTracker, chat_of, kind_of
+from bot.observability.update_context import CURRENT, UpdateTracker, kind_of
 from storage.inbox import ReceivedUpdate
 
 MESSAGE = {"update_id": 5, "message": {"message_id": 1, "chat": {"id": -100, "type": "group"}}}
@@ -29,16 +30,30 @@ def _in_own_context(tracker: UpdateTracker, payload: dict, reply_id: int) -> Non
     """As the dispatcher runs it: handling in a task (context) of its own, then the reply."""
 
     def handle() -> None:
-        tracker.handling(payload["update_id"], payload)
+        tracker.handling(payload["update_id"], "-100")
         tracker.reply_queued(reply_id)
 
     contextvars.copy_context().run(handle)
 
 
-def test_the_kind_and_chat_of_an_update_come_from_its_json() -> None:
-    assert (kind_of(MESSAGE), chat_of(MESSAGE)) == ("message", "-100")
-    assert (kind_of(BUTTON), chat_of(BUTTON)) == ("callback_query", "42")
-    assert (kind_of({"update_id": 7}), chat_of({"update_id": 7})) == ("empty", None)
+def test_the_kind_of_an_update_comes_from_its_json() -> None:
+    assert kind_of(MESSAGE) == "message"
+    assert kind_of(BUTTON) == "callback_query"
+    assert kind_of({"update_id": 7}) == "empty"
+
+
+def test_the_update_being_handled_carries_the_chat_key_its_inbox_row_was_stored_with() -> None:
+    # The dispatcher passes the claimed row's `chat_key` (PTB's effective_chat when it was
+    # received): the update's JSON is not read a second time for it.
+    tracker = UpdateTracker(Clock())
+
+    def handle(chat_key: str | None) -> tuple[str | None, str | None]:
+        context = tracker.handling(5, chat_key)
+        current = CURRENT.get()
+        return context.chat_key, None if current is None else current.chat_key
+
+    assert contextvars.copy_context().run(handle, "-100") == ("-100", "-100")
+    assert contextvars.copy_context().run(handle, None) == (None, None)  # an inline query's
 
 
 def test_a_reply_is_timed_from_its_update_arrival_to_its_send() -> None:
@@ -75,7 +90,7 @@ def test_arrivals_never_answered_are_forgotten_oldest_first() -> None:
 
     def arrival(update_id: int) -> float | None:
         handling = contextvars.copy_context().run  # as in the dispatcher's task of the update
-        return handling(tracker.handling, update_id, {"update_id": update_id}).arrived_at
+        return handling(tracker.handling, update_id, "1").arrived_at
 
     assert [arrival(i) is None for i in (0, 4, 5, update_context.KEPT + 4)] == [
         True,

@@ -59,6 +59,15 @@ def test_only_the_oldest_pending_update_of_each_chat_is_claimable(database: Data
     assert _claim(database, "w1") == [4]
 
 
+def test_a_claimed_update_carries_the_chat_key_it_was_stored_with(database: Database) -> None:
+    # What the handling's log lines name the chat by (no second reading of the payload).
+    _store(database, _update(1, "-100"), _update(2, None))
+
+    claimed = database.transact(inbox.claim, "telegram", "w1", limit=5, lease_seconds=LEASE)
+
+    assert [(c.update_id, c.chat_key) for c in claimed] == [(1, "-100"), (2, None)]
+
+
 def test_a_lease_that_ran_out_is_claimed_again_and_the_old_worker_loses_it(
     database: Database,
 ) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from config import DecodingSettings
-from nlp.decoding_recipe import recommended_decoding
+from nlp.decoding_recipe import changed_decoding, recommended_decoding
 from nlp.errors import NlpError
 from nlp.prompt_eval import Prompt, read_prompts
 from nlp.responder import Responder
@@ -29,20 +29,17 @@ from nlp.responder import Responder
 class Decoding:
     name: str
     model: Path
-    changes: dict[str, Any]
+    changes: str  # a JSON object of DecodingSettings fields
 
     @classmethod
     def parse(cls, words: list[str]) -> Decoding:
         if len(words) not in (2, 3):
             raise ValueError(f"--decoding NAME MODEL_DIR [JSON], not {' '.join(words)!r}")
-        changes = json.loads(words[2]) if len(words) == 3 else {}
-        if not isinstance(changes, dict):
-            raise ValueError(f"{words[0]}: the changes are a JSON object, not {words[2]!r}")
-        return cls(words[0], Path(words[1]), changes)
+        return cls(words[0], Path(words[1]), words[2] if len(words) == 3 else "{}")
 
     def settings(self) -> DecodingSettings:
         shipped = recommended_decoding(self.model) or DecodingSettings()
-        return DecodingSettings.model_validate({**shipped.model_dump(), **self.changes})
+        return changed_decoding(shipped, self.changes)
 
 
 def replies(
@@ -61,7 +58,7 @@ def replies(
                     "seed": seed,
                 },
                 "produced_by": f"python -m eval.prompt_replies: {decoding.model} with its "
-                f"decoding.json changed by {json.dumps(decoding.changes)}, seed {seed}",
+                f"decoding.json changed by {decoding.changes}, seed {seed}",
                 "replies": responder.reply([p.text for p in prompts]),
             }
     return out

@@ -45,3 +45,18 @@ def choose_decoding(configured: DecodingSettings, *checkpoint_dirs: Path) -> Dec
         if recommended is not None:
             return recommended
     return configured
+
+
+def changed_decoding(base: DecodingSettings, changes: str) -> DecodingSettings:
+    """`base` with the fields of a JSON object changed (`chatbot eval --compare-decoding`, the
+    prompt-reply tool); ValueError for anything that is not a JSON object of valid settings
+    (NaN and Infinity included: JSON has neither)."""
+    given = json.loads(changes, parse_constant=_no_json_constant)
+    if not isinstance(given, dict):
+        raise ValueError(f"the changes are a JSON object, not {changes!r}")
+    return base.model_validate({**base.model_dump(), **given})
+
+
+def _no_json_constant(name: str) -> float:
+    """Python's JSON reader takes NaN and Infinity, which JSON does not have."""
+    raise ValueError(f"{name} is not a JSON number")

@@ -555,7 +555,6 @@ def train_from_sources(
             "a forward model: drop --reverse" if reverse else "a reverse (MMI) model: add --reverse"
         )
         raise CheckpointError(f"{init_from} is {fix}")
-    previous = start if resume else None
     recipe = (
         start.recipe.for_sources(sources if init_from is not None else None)
         if start
@@ -585,7 +584,7 @@ def train_from_sources(
         fp16_weights=fp16_weights,
         show_progress=show_progress,
     )
-    if previous is not None:
+    if resume:
         trainer.resume_from(out_dir)
     return trainer.train(corpus.encoded["train"], corpus.encoded["valid"])
 

@@ -379,6 +379,7 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _eval_prompts(args: argparse.Namespace, settings: Settings, decoding: Any) -> int:
+    from nlp.decoding_recipe import changed_decoding
     from nlp.prompt_eval import read_prompts, side_by_side
     from nlp.responder import Responder
 
@@ -393,9 +394,8 @@ def _eval_prompts(args: argparse.Namespace, settings: Settings, decoding: Any) -
         columns.append((f"{args.compare.name} ({decoding.strategy})", second.reply(texts)))
     elif args.compare_decoding is not None:
         try:
-            given = json.loads(args.compare_decoding, parse_constant=_no_json_constant)
-            other = decoding.model_validate({**decoding.model_dump(), **given})
-        except (ValueError, TypeError) as exc:
+            other = changed_decoding(decoding, args.compare_decoding)
+        except ValueError as exc:
             raise CliError(f"--compare-decoding: {one_line(exc)}") from exc
         # Its own Responder: what a decoding loads (a reverse model, a blocklist, int8 weights)
         # comes with the Responder, not with a call to it.
@@ -404,11 +404,6 @@ def _eval_prompts(args: argparse.Namespace, settings: Settings, decoding: Any) -
     out.write_text(side_by_side(prompts, columns, f"Replies to {args.prompts}"), "utf-8")
     print(f"{len(prompts)} prompts, {len(columns)} column(s): {out}")
     return 0
-
-
-def _no_json_constant(name: str) -> float:
-    """Python's JSON reader takes NaN and Infinity, which JSON does not have."""
-    raise ValueError(f"{name} is not a JSON number")
 
 
 # ---- reply ---------------------------------------------------------------------------------------

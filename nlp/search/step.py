@@ -139,10 +139,9 @@ def _word_mask(
 ) -> Tensor | None:
     """(vocab,) True at the word ids that may be generated; None when the rule is off (or no
     word is left to generate, so that no row is left without any token to pick)."""
-    if constraints.word_ids is None:
+    mask = _id_mask(constraints.word_ids or (), vocab_size, device)
+    if mask is None:
         return None
-    mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
-    mask[torch.tensor(constraints.word_ids, dtype=torch.long, device=device)] = True
     mask[torch.tensor(constraints.banned, dtype=torch.long, device=device)] = False
     return mask if bool(mask.any()) else None
 
